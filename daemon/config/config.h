@@ -1,0 +1,131 @@
+// The typed configuration of sse2kafka, as loaded from YAML by ConfigLoader (loader.h).
+// Every field has its documented default already applied and `defaults:` merged into each
+// stream, so the rest of the daemon never looks at YAML.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sse2kafka::config {
+
+using Duration = std::chrono::milliseconds;
+using Header = std::pair<std::string, std::string>;  // name, value
+
+// Where a value was written, for messages that point the user at it (1-based).
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+struct ReconnectConfig {
+  Duration initial_delay{1000};
+  Duration max_delay{30000};
+  Duration reset_after{60000};       // a connection open this long resets the attempt count
+  Duration max_retry_after{600000};  // cap on a server's Retry-After
+};
+
+struct TlsConfig {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  bool insecure_skip_verify = false;
+};
+
+// How a record's key is chosen.
+enum class KeyMode { kStream, kId, kEvent, kNone, kJsonPointer };
+enum class RecordFormat { kRaw, kCloudEventsBinary, kCloudEventsStructured, kEnvelope };
+enum class OnEnd { kReconnect, kStop };
+enum class HttpVersion { kAuto, kHttp1_1, kHttp2 };
+
+struct CloudEventsConfig {
+  std::string source;        // empty: the stream URL without userinfo
+  std::string type_prefix;
+  std::string content_type;  // empty: application/json for JSON data, else text/plain
+};
+
+struct TopicRoute {
+  std::string event_type;  // "*" catches every type not listed
+  std::string topic;
+};
+
+struct StreamConfig {
+  std::string name;
+  std::string url;
+  std::string method = "GET";
+  std::vector<Header> headers;  // defaults merged, stream wins (names compared case-insensitively)
+  // Header values read from files on every connect (rotated secrets): name, path.
+  std::vector<Header> headers_from_files;
+  std::optional<std::string> body;
+
+  std::string topic;               // used when `topics` is empty
+  std::vector<TopicRoute> topics;  // per-event-type routes; replaces `topic`
+  KeyMode key = KeyMode::kStream;
+  std::string key_pointer;         // for kJsonPointer: RFC 6901 pointer, e.g. "/meta/id"
+  KeyMode key_fallback = KeyMode::kStream;  // for kJsonPointer; never kJsonPointer
+  std::optional<std::vector<std::string>> events;  // allow-list of event types
+  RecordFormat format = RecordFormat::kRaw;
+  CloudEventsConfig cloudevents;
+  std::vector<Header> record_headers;  // static Kafka record headers; defaults merged
+
+  bool resume = true;
+  Duration idle_timeout{300000};  // 0: never
+  Duration connect_timeout{10000};
+  ReconnectConfig reconnect;
+  std::size_t max_event_size = 900 * 1024;
+  std::size_t max_event_id_size = 64 * 1024;
+  TlsConfig tls;
+  std::string proxy;               // empty: libcurl's environment variables apply
+  HttpVersion http_version = HttpVersion::kAuto;
+  bool redirect_headers_keep = false;  // send configured headers across origins on redirect
+  std::string last_event_id_param;     // also send the ID as this query parameter when set
+  OnEnd on_end = OnEnd::kReconnect;
+  std::optional<std::string> stop_on_data;  // end the stream at an event with exactly this data
+
+  SourceLocation location;  // of the stream's entry in `streams`
+};
+
+struct KafkaConfig {
+  std::string brokers;  // bootstrap.servers, or "embedded" for the in-process mock cluster
+  Duration flush_timeout{10000};
+  std::size_t max_in_flight_events = 100000;
+  std::size_t max_in_flight_bytes = 64 * 1024 * 1024;
+  std::vector<Header> properties;  // librdkafka producer properties, verbatim, in file order
+};
+
+enum class OnCorrupt { kFail, kReset };
+
+struct StateConfig {
+  std::string dir;  // default: $STATE_DIRECTORY when set, else /var/lib/sse2kafka
+  Duration flush_interval{1000};  // how often changed checkpoints are written
+  OnCorrupt on_corrupt = OnCorrupt::kFail;
+};
+
+struct LogConfig {
+  std::string level = "info";   // trace | debug | info | warn | error
+  std::string format = "text";  // text | json
+  Duration stats_interval{60000};  // periodic per-stream summary; 0: off
+};
+
+struct AdminConfig {
+  std::string listen;  // host:port for /metrics, /healthz, /readyz; empty: off
+};
+
+struct Config {
+  std::string path;  // the file it was loaded from
+  KafkaConfig kafka;
+  StateConfig state;
+  LogConfig log;
+  AdminConfig admin;
+  std::vector<StreamConfig> streams;
+};
+
+// True when a librdkafka property of this name holds a secret (its value is logged as ***).
+bool IsSecretProperty(std::string_view name);
+
+}  // namespace sse2kafka::config

@@ -1,0 +1,55 @@
+// Loads a YAML config file into a Config, checking everything that can be checked without
+// starting the bridge.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+
+namespace sse2kafka::config {
+
+// One problem found in a config, printed as "FILE:LINE:COL: KEY.PATH: message".
+struct ConfigError {
+  SourceLocation location;
+  std::string key_path;  // e.g. "streams[2].reconnect.max_delay"
+  std::string message;
+  std::string ToString() const;
+};
+
+// Looks up an environment variable; nullopt when unset. Injected so tests need no real env.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvLookup ProcessEnvironment();
+
+// Checks one librdkafka property (name, value); returns an error message or nullopt.
+// Injected by main from the sink layer so the config layer knows nothing of Kafka.
+using PropertyValidator =
+    std::function<std::optional<std::string>(const std::string& name, const std::string& value)>;
+
+struct LoadResult {
+  std::optional<Config> config;     // set when errors is empty
+  std::vector<ConfigError> errors;  // every problem found, in file order
+  bool ok() const { return errors.empty(); }
+};
+
+// Reads and validates the file at `path`. On success, result.config holds the typed config
+// with defaults applied and environment references expanded. On failure, result.errors lists
+// every problem found (not just the first); an unreadable file or a YAML syntax error is one
+// error with the position YAML reports.
+LoadResult LoadConfigFile(const std::string& path, const EnvLookup& env,
+                          const PropertyValidator& validate_property = nullptr);
+
+// As LoadConfigFile, over text already in memory; `file_name` is used in messages.
+LoadResult LoadConfigText(std::string_view yaml_text, const std::string& file_name,
+                          const EnvLookup& env,
+                          const PropertyValidator& validate_property = nullptr);
+
+// Parses "250ms", "5s", "2m", "1h", "0", "0s". nullopt for anything else.
+std::optional<Duration> ParseDuration(std::string_view text);
+// Parses "512KiB", "1MiB", "2GiB", "100B" or a plain byte count. nullopt for anything else.
+std::optional<std::size_t> ParseSize(std::string_view text);
+
+}  // namespace sse2kafka::config

@@ -1,0 +1,536 @@
+#include "bridge/stream_pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <strings.h>
+
+#include "generated/version.h"
+#include "http/header_values.h"
+#include "ops/log.h"
+
+namespace sse2kafka::bridge {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+using spdlog::level::debug;
+using spdlog::level::err;
+using spdlog::level::info;
+using spdlog::level::warn;
+
+namespace {
+
+constexpr std::size_t kFailedBodyLogBytes = 512;
+
+int64_t UnixMillisNow() {
+  return duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::function<double()> SeededUniform(uint32_t slot) {
+  // Jitter only has to differ between streams and runs; it is not security-relevant.
+  auto engine = std::make_shared<std::mt19937_64>(std::random_device{}() ^ (uint64_t{slot} << 32));
+  return [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); };
+}
+
+sse::Parser::Limits ParserLimits(const config::StreamConfig& c) {
+  sse::Parser::Limits limits;
+  limits.max_event_size = c.max_event_size;
+  limits.max_id_size = c.max_event_id_size;
+  return limits;
+}
+
+bool HasHeader(const std::vector<config::Header>& headers, std::string_view name) {
+  for (const auto& [n, v] : headers) {
+    if (n.size() == name.size() && strncasecmp(n.data(), name.data(), name.size()) == 0) return true;
+  }
+  return false;
+}
+
+std::string Printable(std::string_view bytes) {
+  std::string out;
+  for (unsigned char c : bytes) {
+    if (c == '\n' || c == '\r' || c == '\t') {
+      out += ' ';
+    } else if (c < 0x20 || c == 0x7f) {
+      out += '?';
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* StreamStateName(StreamState state) {
+  switch (state) {
+    case StreamState::kWaiting: return "waiting";
+    case StreamState::kAwaitingAcks: return "awaiting_acks";
+    case StreamState::kConnecting: return "connecting";
+    case StreamState::kOpen: return "open";
+    case StreamState::kFailing: return "failing";
+    case StreamState::kStopped: return "stopped";
+    case StreamState::kClosed: return "closed";
+  }
+  return "unknown";
+}
+
+StreamPipeline::StreamPipeline(config::StreamConfig config, uint32_t slot,
+                               std::optional<std::string> checkpoint, PipelineHost& host)
+    : config_(std::move(config)),
+      slot_(slot),
+      host_(host),
+      redacted_url_(http::RedactUrlUserinfo(config_.url)),
+      parser_(ParserLimits(config_)),
+      // `resume: false` starts at the live edge: the stored checkpoint is not used at all,
+      // so a later reconnect does not jump back to it either.
+      tracker_(config_.resume && checkpoint ? *checkpoint : std::string()),
+      backoff_(config_.reconnect, SeededUniform(slot)),
+      builder_(config_) {
+  parser_.SetLastEventId(tracker_.checkpoint());
+}
+
+StreamPipeline::~StreamPipeline() {
+  CloseTransfer();
+  host_.loop().Cancel(reconnect_timer_);
+}
+
+void StreamPipeline::Start() { Connect(); }
+
+void StreamPipeline::Close() {
+  if (state_ == StreamState::kClosed) return;
+  CloseTransfer();
+  host_.loop().Cancel(reconnect_timer_);
+  reconnect_timer_ = 0;
+  state_ = StreamState::kClosed;
+  // Records not yet handed to Kafka are after the checkpoint: the upstream replays them.
+  backlog_.clear();
+}
+
+void StreamPipeline::CloseTransfer() {
+  if (transfer_ != 0) {
+    host_.http().Cancel(transfer_);
+    transfer_ = 0;
+  }
+  host_.loop().Cancel(idle_timer_);
+  idle_timer_ = 0;
+  reading_paused_ = false;
+}
+
+bool StreamPipeline::BuildRequest(http::HttpRequest* request, std::string* error) {
+  const std::string& last_id = tracker_.checkpoint();
+  request->url = config_.url;
+  if (!config_.last_event_id_param.empty() && !last_id.empty()) {
+    request->url = http::WithQueryParameter(config_.url, config_.last_event_id_param, last_id);
+  }
+  request->method = config_.method;
+  request->body = config_.body;
+  request->protocol_headers = {"Accept: text/event-stream", "Cache-Control: no-cache"};
+  if (!last_id.empty()) request->protocol_headers.push_back("Last-Event-ID: " + last_id);
+  for (const auto& [name, value] : config_.headers) {
+    request->user_headers.push_back(name + ": " + value);
+  }
+  // Rotated secrets: read at every connect, so a new token needs no restart.
+  for (const auto& [name, path] : config_.headers_from_files) {
+    std::ifstream file(path, std::ios::binary);
+    std::stringstream content;
+    content << file.rdbuf();
+    if (!file) {
+      *error = "cannot read the file for header " + name + ": " + path;
+      return false;
+    }
+    std::string value = content.str();
+    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+    if (value.find_first_of("\r\n") != std::string::npos) {
+      *error = "the file for header " + name + " holds more than one line: " + path;
+      return false;
+    }
+    request->user_headers.push_back(name + ": " + value);
+  }
+  request->keep_user_headers_across_origins = config_.redirect_headers_keep;
+  request->connect_timeout = config_.connect_timeout;
+  request->tls.ca_file = config_.tls.ca_file;
+  request->tls.cert_file = config_.tls.cert_file;
+  request->tls.key_file = config_.tls.key_file;
+  request->tls.insecure_skip_verify = config_.tls.insecure_skip_verify;
+  request->proxy = config_.proxy;
+  switch (config_.http_version) {
+    case config::HttpVersion::kAuto: request->version = http::HttpVersionPreference::kAuto; break;
+    case config::HttpVersion::kHttp1_1: request->version = http::HttpVersionPreference::kHttp1_1; break;
+    case config::HttpVersion::kHttp2: request->version = http::HttpVersionPreference::kHttp2; break;
+  }
+  if (!HasHeader(config_.headers, "User-Agent")) {
+    request->user_agent = "sse2kafka/" SSE2KAFKA_VERSION;
+  }
+  return true;
+}
+
+void StreamPipeline::Connect() {
+  reconnect_timer_ = 0;
+  if (state_ == StreamState::kClosed || state_ == StreamState::kStopped) return;
+  if (!settled()) {
+    // The reconnect names the checkpoint as Last-Event-ID; waiting for the events still in
+    // flight lets it name the newest one instead of replaying them.
+    state_ = StreamState::kAwaitingAcks;
+    return;
+  }
+  if (!first_connect_) ++stats_.reconnects;
+  first_connect_ = false;
+  parser_.EndOfStream();
+  parser_.SetLastEventId(tracker_.checkpoint());
+  stop_marker_seen_ = false;
+
+  http::HttpRequest request;
+  std::string error;
+  if (!BuildRequest(&request, &error)) {
+    EndConnection(true, error);
+    return;
+  }
+  transfer_ = host_.http().Start(request, this, &error);
+  if (transfer_ == 0) {
+    EndConnection(true, error);
+    return;
+  }
+  state_ = StreamState::kConnecting;
+  ops::Log(debug, config_.name, "connecting",
+           {{"url", redacted_url_}, {"attempt", backoff_.consecutive_failures() + 1},
+            {"last_event_id", tracker_.checkpoint()}});
+  ArmIdleTimer();
+}
+
+void StreamPipeline::ArmIdleTimer() {
+  host_.loop().Cancel(idle_timer_);
+  idle_timer_ = 0;
+  last_byte_at_ = host_.loop().now();
+  if (config_.idle_timeout.count() <= 0) return;
+  idle_timer_ = host_.loop().ScheduleAfter(config_.idle_timeout, [this] { OnIdleTimer(); });
+}
+
+void StreamPipeline::OnIdleTimer() {
+  idle_timer_ = 0;
+  const auto now = http::Clock::now();
+  const auto deadline = last_byte_at_ + config_.idle_timeout;
+  // Withheld reading (backpressure) is our silence, not the server's.
+  if (reading_paused_ || now < deadline) {
+    const auto wait = reading_paused_ ? config_.idle_timeout : duration_cast<milliseconds>(deadline - now);
+    idle_timer_ = host_.loop().ScheduleAfter(wait, [this] { OnIdleTimer(); });
+    return;
+  }
+  CloseTransfer();
+  EndConnection(true, "no bytes for " + std::to_string(config_.idle_timeout.count()) + " ms (idle_timeout)");
+}
+
+void StreamPipeline::OnResponseHead(http::TransferId, const http::ResponseHead& head) {
+  last_byte_at_ = host_.loop().now();
+  if (head.status == 200 && http::MimeEssence(head.content_type) == "text/event-stream") {
+    state_ = StreamState::kOpen;
+    backoff_.OnOpened(host_.loop().now());
+    ++stats_.connects;
+    ops::Log(info, config_.name, "connected",
+             {{"url", redacted_url_}, {"status", head.status}, {"redirects", head.redirects},
+              {"last_event_id", tracker_.checkpoint()}});
+    return;
+  }
+  if (head.status == 204) {
+    ops::Log(warn, config_.name,
+             "server answered 204 No Content: the stream stays stopped until a reload or restart",
+             {{"url", redacted_url_}, {"status", head.status}});
+    CloseTransfer();
+    state_ = StreamState::kStopped;
+    return;
+  }
+  state_ = StreamState::kFailing;
+  failed_head_ = head;
+  failed_body_.clear();
+}
+
+http::BodyAction StreamPipeline::OnBody(http::TransferId, std::string_view bytes) {
+  if (state_ == StreamState::kFailing) {
+    failed_body_.append(bytes.substr(0, kFailedBodyLogBytes - failed_body_.size()));
+    return failed_body_.size() >= kFailedBodyLogBytes ? http::BodyAction::kAbort
+                                                      : http::BodyAction::kContinue;
+  }
+  if (host_.backpressured() || !backlog_.empty()) {
+    reading_paused_ = true;
+    return http::BodyAction::kPause;
+  }
+  last_byte_at_ = host_.loop().now();
+  stats_.bytes += bytes.size();
+  parser_.Feed(bytes, *this);
+  if (stop_marker_seen_) {
+    // The marker ends this response as if the server had closed it normally.
+    CloseTransfer();
+    EndConnection(false, "stop marker received");
+  }
+  return http::BodyAction::kContinue;
+}
+
+void StreamPipeline::OnTransferDone(http::TransferId, const http::TransferResult& result) {
+  transfer_ = 0;
+  host_.loop().Cancel(idle_timer_);
+  idle_timer_ = 0;
+  reading_paused_ = false;
+  if (state_ == StreamState::kFailing) {
+    FinishFailedResponse(result);
+    return;
+  }
+  if (state_ == StreamState::kOpen && result.ok()) {
+    EndConnection(false, "server ended the stream");
+    return;
+  }
+  EndConnection(true, result.error.empty() ? "connection failed" : result.error);
+}
+
+void StreamPipeline::FinishFailedResponse(const http::TransferResult&) {
+  const long status = failed_head_.status;
+  const auto now = host_.loop().now();
+  std::string reason;
+  milliseconds delay{0};
+  if (status == 401 || status == 403) {
+    reason = "authentication failed (HTTP " + std::to_string(status) + ")";
+    delay = backoff_.OnAuthFailure(now);
+  } else if ((status == 429 || status == 503) && !failed_head_.retry_after.empty()) {
+    const auto retry_after = http::ParseRetryAfter(failed_head_.retry_after, std::chrono::system_clock::now());
+    reason = "HTTP " + std::to_string(status) + " with Retry-After: " + failed_head_.retry_after;
+    delay = retry_after ? backoff_.OnRetryAfter(now, *retry_after) : backoff_.OnFailure(now);
+  } else if (status == 200) {
+    reason = "wrong Content-Type \"" + Printable(failed_head_.content_type) + "\" (want text/event-stream)";
+    delay = backoff_.OnFailure(now);
+  } else if (status >= 300 && status < 400) {
+    reason = "HTTP " + std::to_string(status) + " redirect without a usable Location";
+    delay = backoff_.OnFailure(now);
+  } else {
+    reason = "HTTP " + std::to_string(status);
+    delay = backoff_.OnFailure(now);
+  }
+  ops::Log(status == 401 || status == 403 ? err : warn, config_.name, "request failed",
+           {{"url", redacted_url_}, {"status", status}, {"error", reason},
+            {"body", Printable(failed_body_)}, {"attempt", backoff_.consecutive_failures()}});
+  ScheduleReconnect(delay, reason);
+}
+
+void StreamPipeline::EndConnection(bool failed, const std::string& reason) {
+  transfer_ = 0;
+  parser_.EndOfStream();
+  if (state_ == StreamState::kClosed || state_ == StreamState::kStopped) return;
+  const auto now = host_.loop().now();
+  if (!failed && config_.on_end == config::OnEnd::kStop) {
+    ops::Log(info, config_.name, "stream ended; on_end: stop keeps it stopped",
+             {{"url", redacted_url_}, {"reason", reason}});
+    state_ = StreamState::kStopped;
+    return;
+  }
+  const milliseconds delay = failed ? backoff_.OnFailure(now) : backoff_.OnNormalEnd(now);
+  ops::Log(failed ? warn : info, config_.name, failed ? "disconnected" : "stream ended",
+           {{"url", redacted_url_}, {"error", reason}, {"attempt", backoff_.consecutive_failures()}});
+  ScheduleReconnect(delay, reason);
+}
+
+void StreamPipeline::ScheduleReconnect(milliseconds delay, const std::string& reason) {
+  state_ = StreamState::kWaiting;
+  host_.loop().Cancel(reconnect_timer_);
+  ops::Log(info, config_.name, "reconnecting",
+           {{"delay_ms", static_cast<int64_t>(delay.count())},
+            {"attempt", backoff_.consecutive_failures() + 1}, {"reason", reason}});
+  reconnect_timer_ = host_.loop().ScheduleAfter(delay, [this] { Connect(); });
+}
+
+void StreamPipeline::OnEvent(const sse::Event& event) {
+  ++stats_.events;
+  stats_.last_event_unix_ms = UnixMillisNow();
+  if (config_.stop_on_data && event.data == *config_.stop_on_data) {
+    stop_marker_seen_ = true;
+    ++stats_.filtered;
+    Register(event.last_event_id, 0, false);
+    return;
+  }
+  if (stop_marker_seen_) return;  // the rest of the response after the marker is ignored
+  if (config_.events) {
+    bool allowed = false;
+    for (const std::string& type : *config_.events) allowed |= (type == event.type);
+    if (!allowed) {
+      ++stats_.filtered;
+      Register(event.last_event_id, 0, false);
+      return;
+    }
+  }
+  sink::EventView view;
+  view.type = event.type;
+  view.data = event.data;
+  view.last_event_id = event.last_event_id;
+  view.id_in_block = event.id_in_block;
+  view.dispatch_time_ms = stats_.last_event_unix_ms;
+  view.sequence = stats_.events;
+  const sink::BuiltRecord& record = builder_.Build(view);
+  if (record.key_fell_back) ++stats_.key_fallbacks;
+  if (!record.routed) {
+    ++stats_.filtered;
+    Register(event.last_event_id, 0, false);
+    return;
+  }
+  Produce(record, Register(event.last_event_id, record.value.size(), true));
+}
+
+void StreamPipeline::Produce(const sink::BuiltRecord& record, uint64_t sequence) {
+  const uint64_t token = PipelineHost::Token(slot_, sequence);
+  const int64_t timestamp_ms = stats_.last_event_unix_ms;
+  if (!backlog_.empty()) {
+    Backlog(record, token, timestamp_ms);  // order must hold behind what is already waiting
+    return;
+  }
+  header_scratch_.clear();
+  for (const auto& h : record.headers) header_scratch_.push_back({h.name, h.value});
+  sink::OutgoingRecord out;
+  out.topic = record.topic;
+  out.key = record.key;
+  out.value = record.value;
+  out.headers = header_scratch_;
+  out.timestamp_ms = timestamp_ms;
+  out.token = token;
+  std::string error;
+  switch (host_.Produce(out, &error)) {
+    case sink::ProduceResult::kQueued:
+      ++stats_.records_produced;
+      ++produced_unreported_;
+      return;
+    case sink::ProduceResult::kQueueFull:
+      Backlog(record, token, timestamp_ms);
+      return;
+    case sink::ProduceResult::kRejected:
+      ++stats_.delivery_errors;
+      ops::Log(err, config_.name, "Kafka refused a record",
+               {{"topic", record.topic}, {"id", tracker_.checkpoint()}, {"error", error}});
+      // Never skip it: replay from the checkpoint instead (after the current chunk).
+      host_.loop().ScheduleAfter(milliseconds(0), [this, error] {
+        Rewind("Kafka refused a record: " + error);
+      });
+      return;
+  }
+}
+
+void StreamPipeline::Backlog(const sink::BuiltRecord& record, uint64_t token, int64_t timestamp_ms) {
+  OwnedRecord owned;
+  owned.topic = record.topic;
+  if (record.key) owned.key = std::string(*record.key);
+  owned.value = record.value;
+  for (const auto& h : record.headers) owned.headers.emplace_back(h.name, h.value);
+  owned.timestamp_ms = timestamp_ms;
+  owned.token = token;
+  backlog_.push_back(std::move(owned));
+}
+
+bool StreamPipeline::RetryBacklog() {
+  while (!backlog_.empty()) {
+    const OwnedRecord& r = backlog_.front();
+    if (PipelineHost::SequenceOf(r.token) < rewind_floor_) {
+      backlog_.pop_front();
+      continue;
+    }
+    header_scratch_.clear();
+    for (const auto& [name, value] : r.headers) header_scratch_.push_back({name, value});
+    sink::OutgoingRecord out;
+    out.topic = r.topic;
+    if (r.key) out.key = std::string_view(*r.key);
+    out.value = r.value;
+    out.headers = header_scratch_;
+    out.timestamp_ms = r.timestamp_ms;
+    out.token = r.token;
+    std::string error;
+    const sink::ProduceResult result = host_.Produce(out, &error);
+    if (result == sink::ProduceResult::kQueueFull) return false;
+    backlog_.pop_front();
+    if (result == sink::ProduceResult::kRejected) {
+      Rewind("Kafka refused a record: " + error);
+      return true;
+    }
+    ++stats_.records_produced;
+    ++produced_unreported_;
+  }
+  if (reading_paused_ && !host_.backpressured()) ResumeReading();
+  return true;
+}
+
+void StreamPipeline::OnEmptyDispatch(std::string_view last_event_id) {
+  if (last_event_id == tracker_.checkpoint() && tracker_.in_flight_events() == 0) return;
+  Register(last_event_id, 0, false);
+}
+
+uint64_t StreamPipeline::Register(std::string_view last_event_id, std::size_t bytes, bool needs_ack) {
+  const uint64_t sequence = tracker_.Add(last_event_id, bytes, needs_ack);
+  next_sequence_ = sequence + 1;
+  return sequence;
+}
+
+void StreamPipeline::OnRetry(uint64_t milliseconds_value) {
+  // `retry: 0` would make the failure backoff 0·2^n forever; 1 ms keeps it exponential.
+  backoff_.SetServerRetry(milliseconds(static_cast<int64_t>(
+      std::clamp<uint64_t>(milliseconds_value, 1, uint64_t{24} * 3600 * 1000))));
+}
+
+void StreamPipeline::OnOversizedEvent(std::size_t bytes_seen) {
+  ++stats_.oversized;
+  ops::Log(warn, config_.name, "event larger than max_event_size dropped",
+           {{"max_event_size", static_cast<int64_t>(config_.max_event_size)},
+            {"bytes_seen", static_cast<int64_t>(bytes_seen)}});
+}
+
+void StreamPipeline::OnOversizedId(std::size_t id_size) {
+  ops::Log(warn, config_.name, "event id longer than max_event_id_size ignored",
+           {{"max_event_id_size", static_cast<int64_t>(config_.max_event_id_size)},
+            {"id_size", static_cast<int64_t>(id_size)}});
+}
+
+void StreamPipeline::OnDelivery(uint64_t sequence, const sink::DeliveryReport& report) {
+  if (produced_unreported_ > 0) --produced_unreported_;
+  if (sequence >= rewind_floor_) {
+    if (report.ok) {
+      ++stats_.records_delivered;
+      tracker_.Ack(sequence);
+    } else {
+      ++stats_.delivery_errors;
+      ops::Log(err, config_.name, "delivery failed",
+               {{"topic", report.topic}, {"error", std::string(report.error_name)},
+                {"detail", std::string(report.error_text)}, {"checkpoint", tracker_.checkpoint()}});
+      Rewind("delivery failed: " + std::string(report.error_name));
+      return;
+    }
+  }
+  if (state_ == StreamState::kAwaitingAcks && settled()) Connect();
+}
+
+void StreamPipeline::Rewind(const std::string& reason, bool producer_lost) {
+  if (producer_lost) produced_unreported_ = 0;
+  if (state_ == StreamState::kClosed) {
+    // A closed stream replays nothing; what it did not deliver is replayed by its successor
+    // from the checkpoint.
+    tracker_.Rewind();
+    backlog_.clear();
+    rewind_floor_ = next_sequence_;
+    return;
+  }
+  ++stats_.rewinds;
+  CloseTransfer();
+  tracker_.Rewind();
+  backlog_.clear();
+  rewind_floor_ = next_sequence_;
+  parser_.EndOfStream();
+  parser_.SetLastEventId(tracker_.checkpoint());
+  ops::Log(warn, config_.name, "rewinding to the checkpoint",
+           {{"checkpoint", tracker_.checkpoint()}, {"reason", reason}});
+  if (state_ == StreamState::kStopped) return;
+  ScheduleReconnect(backoff_.OnFailure(host_.loop().now()), reason);
+}
+
+void StreamPipeline::ResumeReading() {
+  if (!reading_paused_ || transfer_ == 0) {
+    reading_paused_ = false;
+    return;
+  }
+  reading_paused_ = false;
+  last_byte_at_ = host_.loop().now();
+  host_.http().Resume(transfer_);
+}
+
+}  // namespace sse2kafka::bridge

@@ -1,0 +1,157 @@
+// One upstream stream from connection to checkpoint:
+//   HTTP response bytes → sse::Parser → RecordBuilder → Kafka (via PipelineHost)
+//   delivery reports → AckTracker → checkpoint
+// and the reconnect policy around it (BackoffPolicy, status handling, idle timeout).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bridge/ack_tracker.h"
+#include "bridge/backoff_policy.h"
+#include "bridge/pipeline_host.h"
+#include "config/config.h"
+#include "http/http_client.h"
+#include "sink/record_builder.h"
+#include "sse/parser.h"
+
+namespace sse2kafka::bridge {
+
+// Counters for logs and metrics. Written on the loop thread only.
+struct StreamStats {
+  uint64_t events = 0;            // dispatched by the parser
+  uint64_t bytes = 0;             // body bytes received
+  uint64_t records_produced = 0;  // handed to Kafka
+  uint64_t records_delivered = 0;
+  uint64_t delivery_errors = 0;
+  uint64_t filtered = 0;          // not in `events`, unrouted, or the stop marker
+  uint64_t oversized = 0;
+  uint64_t connects = 0;          // successful opens
+  uint64_t reconnects = 0;        // attempts after the first
+  uint64_t rewinds = 0;
+  uint64_t key_fallbacks = 0;
+  int64_t last_event_unix_ms = 0;
+};
+
+enum class StreamState {
+  kWaiting,      // a reconnect is scheduled
+  kAwaitingAcks, // about to reconnect once the events in flight are settled
+  kConnecting,   // request sent, no response yet
+  kOpen,         // 200 text/event-stream: reading events
+  kFailing,      // a bad response: reading the first bytes of its body for the log
+  kStopped,      // 204, on_end: stop, or a stop marker: no more connects until a reload
+  kClosed,       // Close() was called: no more connects, deliveries still settle
+};
+
+const char* StreamStateName(StreamState state);
+
+class StreamPipeline final : public http::TransferObserver, public sse::ParserListener {
+ public:
+  // `checkpoint`: the stored last event ID, if any. `resume`: whether the first connect of
+  // this process sends it (the stream's `resume` setting; false starts at the live edge).
+  StreamPipeline(config::StreamConfig config, uint32_t slot, std::optional<std::string> checkpoint,
+                 PipelineHost& host);
+  ~StreamPipeline() override;
+  StreamPipeline(const StreamPipeline&) = delete;
+  StreamPipeline& operator=(const StreamPipeline&) = delete;
+
+  // Connects now.
+  void Start();
+  // Stops reading and connecting for good; events already in flight still settle through
+  // OnDelivery. Idempotent.
+  void Close();
+  // A delivery report for one of this pipeline's records.
+  void OnDelivery(uint64_t sequence, const sink::DeliveryReport& report);
+  // Forgets everything in flight and reconnects from the checkpoint after a backoff: the
+  // upstream replays what was lost (duplicates, never gaps).
+  // `producer_lost`: the producer was destroyed, so reports of earlier records never come.
+  void Rewind(const std::string& reason, bool producer_lost = false);
+  // Backpressure ended: read again if reading was withheld.
+  void ResumeReading();
+  // Retries records that librdkafka's queue refused; true when none are left.
+  bool RetryBacklog();
+
+  const config::StreamConfig& config() const { return config_; }
+  uint32_t slot() const { return slot_; }
+  StreamState state() const { return state_; }
+  const std::string& checkpoint() const { return tracker_.checkpoint(); }
+  std::size_t in_flight_events() const { return tracker_.in_flight_events(); }
+  // Every record handed to Kafka has had its delivery report, and none waits to be handed.
+  bool settled() const { return produced_unreported_ == 0 && backlog_.empty(); }
+  // Reading is withheld or records wait for room in librdkafka's queue.
+  bool waiting_for_kafka() const { return reading_paused_ || !backlog_.empty(); }
+  const StreamStats& stats() const { return stats_; }
+  int attempt() const { return backoff_.consecutive_failures(); }
+  const std::string& redacted_url() const { return redacted_url_; }
+
+  // http::TransferObserver
+  void OnResponseHead(http::TransferId id, const http::ResponseHead& head) override;
+  http::BodyAction OnBody(http::TransferId id, std::string_view bytes) override;
+  void OnTransferDone(http::TransferId id, const http::TransferResult& result) override;
+
+  // sse::ParserListener
+  void OnEvent(const sse::Event& event) override;
+  void OnEmptyDispatch(std::string_view last_event_id) override;
+  void OnRetry(uint64_t milliseconds) override;
+  void OnOversizedEvent(std::size_t bytes_seen) override;
+  void OnOversizedId(std::size_t id_size) override;
+
+ private:
+  // A record librdkafka could not queue (QUEUE_FULL), kept until it can.
+  struct OwnedRecord {
+    std::string topic;
+    std::optional<std::string> key;
+    std::string value;
+    std::vector<std::pair<std::string, std::string>> headers;
+    int64_t timestamp_ms = 0;
+    uint64_t token = 0;
+  };
+
+  // Registers the next event with the tracker; returns its sequence number.
+  uint64_t Register(std::string_view last_event_id, std::size_t bytes, bool needs_ack);
+  void Connect();
+  bool BuildRequest(http::HttpRequest* request, std::string* error);
+  void ScheduleReconnect(std::chrono::milliseconds delay, const std::string& reason);
+  void CloseTransfer();
+  void ArmIdleTimer();
+  void OnIdleTimer();
+  void EndConnection(bool failed, const std::string& reason);
+  void Produce(const sink::BuiltRecord& record, uint64_t sequence);
+  void Backlog(const sink::BuiltRecord& record, uint64_t token, int64_t timestamp_ms);
+  void FinishFailedResponse(const http::TransferResult& result);
+
+  config::StreamConfig config_;
+  uint32_t slot_;
+  PipelineHost& host_;
+  std::string redacted_url_;
+  sse::Parser parser_;
+  AckTracker tracker_;
+  BackoffPolicy backoff_;
+  sink::RecordBuilder builder_;
+
+  StreamState state_ = StreamState::kWaiting;
+  bool first_connect_ = true;
+  bool reading_paused_ = false;     // OnBody answered kPause (backpressure)
+  bool stop_marker_seen_ = false;   // stop_on_data matched in the current response
+  http::TransferId transfer_ = 0;
+  http::TimerId reconnect_timer_ = 0;
+  http::TimerId idle_timer_ = 0;
+  http::Clock::time_point last_byte_at_{};
+  uint64_t next_sequence_ = 0;      // one past the newest sequence the tracker handed out
+  uint64_t rewind_floor_ = 0;       // reports for sequences below it belong to a rewound past
+  uint64_t produced_unreported_ = 0;  // records queued in librdkafka, report still to come
+
+  // The failed response being described in the log.
+  http::ResponseHead failed_head_;
+  std::string failed_body_;
+
+  std::deque<OwnedRecord> backlog_;
+  std::vector<sink::RecordHeaderView> header_scratch_;
+  StreamStats stats_;
+};
+
+}  // namespace sse2kafka::bridge

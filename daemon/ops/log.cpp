@@ -1,0 +1,183 @@
+#include "ops/log.h"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <optional>
+
+namespace sse2kafka::ops {
+namespace {
+
+// Our own structured lines reach the formatter as JSON members prefixed with this byte, so
+// that lines from libraries that call spdlog directly still become valid JSON objects.
+constexpr char kStructuredMarker = '\x1e';
+
+std::optional<spdlog::level::level_enum> ParseLevel(std::string_view name) {
+  if (name == "trace") return spdlog::level::trace;
+  if (name == "debug") return spdlog::level::debug;
+  if (name == "info") return spdlog::level::info;
+  if (name == "warn") return spdlog::level::warn;
+  if (name == "error") return spdlog::level::err;
+  return std::nullopt;
+}
+
+std::string_view LevelName(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace: return "trace";
+    case spdlog::level::debug: return "debug";
+    case spdlog::level::info: return "info";
+    case spdlog::level::warn: return "warn";
+    case spdlog::level::err: return "error";
+    case spdlog::level::critical: return "critical";
+    default: return "off";
+  }
+}
+
+void AppendTimestamp(std::string& out, spdlog::log_clock::time_point tp) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(tp.time_since_epoch());
+  const std::time_t secs = static_cast<std::time_t>(ms.count() / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                              tm.tm_min, tm.tm_sec, static_cast<int>(ms.count() % 1000));
+  out.append(buf, static_cast<std::size_t>(n));
+}
+
+// One JSON object per line: {"ts":..., "level":..., "msg":..., "stream":..., fields...}.
+class JsonLineFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    std::string line;
+    line.reserve(msg.payload.size() + 64);
+    line += "{\"ts\":\"";
+    AppendTimestamp(line, msg.time);
+    line += "\",\"level\":\"";
+    line += LevelName(msg.level);
+    line += "\",";
+    std::string_view payload(msg.payload.data(), msg.payload.size());
+    if (!payload.empty() && payload.front() == kStructuredMarker) {
+      line.append(payload.substr(1));
+    } else {
+      line += "\"msg\":\"";
+      AppendJsonEscaped(line, payload);
+      line += '"';
+    }
+    line += "}\n";
+    dest.append(line.data(), line.data() + line.size());
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonLineFormatter>();
+  }
+};
+
+// The logger's name records its format, so Log needs no state of its own.
+constexpr std::string_view kTextLoggerName = "sse2kafka";
+constexpr std::string_view kJsonLoggerName = "sse2kafka-json";
+
+bool JsonLogging() { return spdlog::default_logger_raw()->name() == kJsonLoggerName; }
+
+}  // namespace
+
+void AppendJsonEscaped(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+}
+
+bool SetupLogging(LogFormat format, std::string_view level) {
+  const auto parsed = ParseLevel(level);
+  if (!parsed) return false;
+  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto logger = std::make_shared<spdlog::logger>(
+      std::string(format == LogFormat::kJson ? kJsonLoggerName : kTextLoggerName), sink);
+  if (format == LogFormat::kJson) {
+    logger->set_formatter(std::make_unique<JsonLineFormatter>());
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %-5l %v", spdlog::pattern_time_type::utc);
+  }
+  logger->set_level(*parsed);
+  logger->flush_on(spdlog::level::trace);  // a daemon's log must not lag behind a crash
+  spdlog::set_default_logger(logger);
+  return true;
+}
+
+bool SetLogLevel(std::string_view level) {
+  const auto parsed = ParseLevel(level);
+  if (!parsed) return false;
+  spdlog::set_level(*parsed);
+  return true;
+}
+
+void Log(spdlog::level::level_enum level, std::string_view stream, std::string_view message,
+         std::initializer_list<LogField> fields) {
+  if (!spdlog::should_log(level)) return;
+  std::string line;
+  if (JsonLogging()) {
+    line += kStructuredMarker;
+    line += "\"msg\":\"";
+    AppendJsonEscaped(line, message);
+    line += '"';
+    if (!stream.empty()) {
+      line += ",\"stream\":\"";
+      AppendJsonEscaped(line, stream);
+      line += '"';
+    }
+    for (const LogField& f : fields) {
+      line += ",\"";
+      AppendJsonEscaped(line, f.key);
+      line += "\":";
+      if (f.is_number) {
+        line += std::to_string(f.number);
+      } else {
+        line += '"';
+        AppendJsonEscaped(line, f.text);
+        line += '"';
+      }
+    }
+  } else {
+    if (!stream.empty()) {
+      line += '[';
+      line += stream;
+      line += "] ";
+    }
+    line += message;
+    for (const LogField& f : fields) {
+      line += ' ';
+      line += f.key;
+      line += '=';
+      if (f.is_number) {
+        line += std::to_string(f.number);
+      } else if (f.text.find_first_of(" \"=") != std::string_view::npos || f.text.empty()) {
+        line += '"';
+        AppendJsonEscaped(line, f.text);
+        line += '"';
+      } else {
+        line += f.text;
+      }
+    }
+  }
+  spdlog::log(level, "{}", line);
+}
+
+}  // namespace sse2kafka::ops

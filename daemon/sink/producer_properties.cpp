@@ -1,0 +1,196 @@
+#include "sink/producer_properties.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <climits>
+#include <cstdlib>
+#include <memory>
+#include <set>
+
+namespace sse2kafka::sink {
+namespace {
+
+constexpr std::string_view kQueueMessagesProperty = "queue.buffering.max.messages";
+constexpr std::string_view kQueueKbytesProperty = "queue.buffering.max.kbytes";
+constexpr std::size_t kLibrdkafkaDefaultQueueMessages = 100000;
+constexpr std::size_t kLibrdkafkaDefaultQueueKbytes = 1048576;
+constexpr std::size_t kLibrdkafkaMaxQueueLimit = INT32_MAX;
+
+std::string Lowercase(std::string_view text) {
+  std::string lower(text);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower;
+}
+
+std::string_view Trim(std::string_view text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  return text;
+}
+
+bool UserSetProperty(const PropertyList& properties, std::string_view name) {
+  return std::any_of(properties.begin(), properties.end(),
+                     [&](const auto& property) { return property.first == name; });
+}
+
+// librdkafka documents the scope of every property (C: consumer, P: producer, *: both) only in
+// the table rd_kafka_conf_properties_show prints; this reads the consumer-only names from it.
+std::set<std::string, std::less<>> ConsumerOnlyProperties() {
+  std::set<std::string, std::less<>> names;
+  char* buffer = nullptr;
+  size_t size = 0;
+  FILE* table = open_memstream(&buffer, &size);
+  if (table == nullptr) return names;
+  rd_kafka_conf_properties_show(table);
+  fclose(table);
+  std::unique_ptr<char, decltype(&free)> owned(buffer, &free);
+  std::string_view text(buffer, size);
+  while (!text.empty()) {
+    const std::size_t end = text.find('\n');
+    const std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    const std::size_t first_bar = line.find('|');
+    if (first_bar == std::string_view::npos) continue;
+    const std::size_t second_bar = line.find('|', first_bar + 1);
+    if (second_bar == std::string_view::npos) continue;
+    if (Trim(line.substr(first_bar + 1, second_bar - first_bar - 1)) == "C") {
+      names.emplace(Trim(line.substr(0, first_bar)));
+    }
+  }
+  return names;
+}
+
+std::optional<std::string> RefuseForTheSink(const std::string& name) {
+  if (name == "bootstrap.servers" || name == "metadata.broker.list") {
+    return "set the brokers with kafka.brokers, not as a property";
+  }
+  if (name == "transactional.id") {
+    return "transactional.id is managed by sse2kafka (delivery: exactly-once), not a property";
+  }
+  if (name == "delivery.report.only.error") {
+    return "delivery.report.only.error would hide the acknowledgements that checkpoints depend on";
+  }
+  if (ConsumerOnlyProperties().contains(name)) {
+    return "\"" + name + "\" is a consumer property; the sink only produces";
+  }
+  return std::nullopt;
+}
+
+void DropLog(const rd_kafka_t*, int, const char*, const char*) {}
+
+}  // namespace
+
+bool IsSecretProperty(std::string_view name) {
+  const std::string lower = Lowercase(name);
+  for (std::string_view word : {"password", "secret", "token"}) {
+    if (lower.find(word) != std::string::npos) return true;
+  }
+  return lower == "ssl.key.pem" || lower == "sasl.oauthbearer.config";
+}
+
+std::string DescribeProperties(const PropertyList& properties) {
+  std::string description;
+  for (const auto& [name, value] : properties) {
+    if (!description.empty()) description += ", ";
+    description += name;
+    description += '=';
+    description += IsSecretProperty(name) ? std::string("***") : value;
+  }
+  return description;
+}
+
+std::string RedactSecretValues(std::string text, const PropertyList& properties) {
+  for (const auto& [name, value] : properties) {
+    if (value.empty() || !IsSecretProperty(name)) continue;
+    for (std::size_t at = text.find(value); at != std::string::npos; at = text.find(value, at + 3)) {
+      text.replace(at, value.size(), "***");
+    }
+  }
+  return text;
+}
+
+std::size_t QueueLimitMessages(std::size_t max_in_flight_events) {
+  // Twice the limit plus a fixed margin: the bridge stops reading only after the event that
+  // reaches its limit, and records whose reports are not yet served still count here.
+  const std::size_t wanted =
+      max_in_flight_events > kLibrdkafkaMaxQueueLimit / 2 ? kLibrdkafkaMaxQueueLimit : 2 * max_in_flight_events + 1000;
+  return std::clamp(wanted, kLibrdkafkaDefaultQueueMessages, kLibrdkafkaMaxQueueLimit);
+}
+
+std::size_t QueueLimitKbytes(std::size_t max_in_flight_bytes) {
+  // librdkafka counts key, value and headers; 16 MiB covers one oversized record on top.
+  const std::size_t kbytes = max_in_flight_bytes / 1024 + 1;
+  const std::size_t wanted =
+      kbytes > kLibrdkafkaMaxQueueLimit / 2 ? kLibrdkafkaMaxQueueLimit : 2 * kbytes + 16384;
+  return std::clamp(wanted, kLibrdkafkaDefaultQueueKbytes, kLibrdkafkaMaxQueueLimit);
+}
+
+PropertyList EffectiveProducerProperties(const ProducerSettings& settings) {
+  PropertyList effective = {
+      {"client.id", "sse2kafka"},
+      // At least once without duplicates from librdkafka's own retries, in produce order.
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+  };
+  effective.insert(effective.end(), settings.properties.begin(), settings.properties.end());
+  if (!UserSetProperty(settings.properties, kQueueMessagesProperty)) {
+    effective.emplace_back(kQueueMessagesProperty, std::to_string(QueueLimitMessages(settings.max_in_flight_events)));
+  }
+  if (!UserSetProperty(settings.properties, kQueueKbytesProperty)) {
+    effective.emplace_back(kQueueKbytesProperty, std::to_string(QueueLimitKbytes(settings.max_in_flight_bytes)));
+  }
+  if (!settings.bootstrap_servers.empty()) {
+    effective.emplace_back("bootstrap.servers", settings.bootstrap_servers);
+  }
+  return effective;
+}
+
+rd_kafka_conf_s* NewLibrdkafkaConf(const PropertyList& properties, std::string* error) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  std::array<char, 512> errstr{};
+  for (const auto& [name, value] : properties) {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr.data(), errstr.size()) != RD_KAFKA_CONF_OK) {
+      *error = "kafka property \"" + name + "\": " + RedactSecretValues(errstr.data(), properties);
+      rd_kafka_conf_destroy(conf);
+      return nullptr;
+    }
+  }
+  return conf;
+}
+
+std::optional<std::string> ValidateProducerProperty(const std::string& name, const std::string& value) {
+  if (auto refusal = RefuseForTheSink(name)) return refusal;
+  std::unique_ptr<rd_kafka_conf_t, decltype(&rd_kafka_conf_destroy)> conf(rd_kafka_conf_new(), &rd_kafka_conf_destroy);
+  std::array<char, 512> errstr{};
+  if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr.data(), errstr.size()) != RD_KAFKA_CONF_OK) {
+    return RedactSecretValues(errstr.data(), {{name, value}});
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> ValidateProducerSettings(const ProducerSettings& settings) {
+  ProducerSettings without_brokers = settings;
+  // A producer given brokers would start resolving and connecting to them; the check must not.
+  without_brokers.bootstrap_servers.clear();
+  const PropertyList properties = EffectiveProducerProperties(without_brokers);
+  std::string error;
+  rd_kafka_conf_t* conf = NewLibrdkafkaConf(properties, &error);
+  if (conf == nullptr) return error;
+  // The scratch producer has no brokers, which librdkafka warns about; nobody needs to see it.
+  rd_kafka_conf_set_log_cb(conf, &DropLog);
+  std::array<char, 512> errstr{};
+  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr.data(), errstr.size());
+  if (producer == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return RedactSecretValues(errstr.data(), properties);
+  }
+  rd_kafka_destroy(producer);
+  return std::nullopt;
+}
+
+}  // namespace sse2kafka::sink

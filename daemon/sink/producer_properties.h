@@ -1,0 +1,67 @@
+// The librdkafka properties of the sink's producer: what the user may set, what sse2kafka sets
+// around them, and how they are checked and shown in logs without leaking secrets.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+struct rd_kafka_conf_s;
+
+namespace sse2kafka::sink {
+
+using PropertyList = std::vector<std::pair<std::string, std::string>>;
+
+struct ProducerSettings {
+  std::string bootstrap_servers;
+  // The user's librdkafka properties, verbatim and in config order (a later one wins).
+  PropertyList properties;
+  // The bridge's backpressure limits. librdkafka's own queue is sized above them so that
+  // QUEUE_FULL stays an exception and the bridge's limits do the flow control.
+  std::size_t max_in_flight_events = 100000;
+  std::size_t max_in_flight_bytes = 64u * 1024 * 1024;
+};
+
+// Checks one user property against librdkafka (set on a scratch configuration) and against
+// what the sink needs: consumer-only properties, properties sse2kafka sets itself
+// (bootstrap.servers: use kafka.brokers; transactional.id) and delivery.report.only.error
+// (the sink needs every success report) are refused.
+// Returns nullopt when the property is acceptable, else a one-line message for the user in
+// which a secret value is shown as ***.
+std::optional<std::string> ValidateProducerProperty(const std::string& name, const std::string& value);
+
+// Checks the whole producer configuration, including rules that span properties (for example
+// acks=1 with idempotence on), by creating and destroying a producer that contacts no broker.
+// Returns nullopt when librdkafka accepts it, else its message with secret values as ***.
+std::optional<std::string> ValidateProducerSettings(const ProducerSettings& settings);
+
+// The properties a producer is created with, in the order they are applied: sse2kafka's
+// defaults (enable.idempotence=true, acks=all, client.id=sse2kafka), then the user's, then
+// the queue limits derived from the in-flight limits (unless the user set them), then
+// bootstrap.servers.
+PropertyList EffectiveProducerProperties(const ProducerSettings& settings);
+
+// queue.buffering.max.messages / max.kbytes that hold the bridge's in-flight limits with margin.
+std::size_t QueueLimitMessages(std::size_t max_in_flight_events);
+std::size_t QueueLimitKbytes(std::size_t max_in_flight_bytes);
+
+// True for properties whose values must never be logged: names containing password, secret
+// or token (case-insensitive), and those that carry keys or credentials in their value
+// (ssl.key.pem, sasl.oauthbearer.config).
+bool IsSecretProperty(std::string_view name);
+
+// "name=value, name=***, ..." for a log line.
+std::string DescribeProperties(const PropertyList& properties);
+
+// Replaces every occurrence of a secret property's value in `text` by ***; librdkafka quotes
+// offending values in its error messages.
+std::string RedactSecretValues(std::string text, const PropertyList& properties);
+
+// A new librdkafka configuration holding `properties`, applied in order; the caller owns it.
+// nullptr and *error (naming the property, secrets as ***) when librdkafka refuses one.
+rd_kafka_conf_s* NewLibrdkafkaConf(const PropertyList& properties, std::string* error);
+
+}  // namespace sse2kafka::sink

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Configures and builds one flavour of sse2kafka.
+# Usage: scripts/build.sh [release|asan|fuzz] [extra cmake -D options...]
+#   release (default): build/         the binary the README runs: build/sse2kafka
+#   asan:              build-asan/    AddressSanitizer + UndefinedBehaviorSanitizer
+#   fuzz:              build-fuzz/    clang-14 libFuzzer targets
+set -euo pipefail
+cd "$(dirname "$0")/.."
+flavour="${1:-release}"
+shift || true
+jobs="${SSE2KAFKA_JOBS:-$(nproc)}"
+case "$flavour" in
+  release) dir=build; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSSE2KAFKA_WERROR=ON) ;;
+  asan) dir=build-asan; opts=(-DCMAKE_BUILD_TYPE=Debug -DSSE2KAFKA_WERROR=ON -DSSE2KAFKA_SANITIZE=ON -DSSE2KAFKA_BENCH=OFF) ;;
+  fuzz) dir=build-fuzz; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSSE2KAFKA_FUZZ=ON -DSSE2KAFKA_BENCH=OFF
+                              -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14) ;;
+  *) echo "usage: $0 [release|asan|fuzz]" >&2; exit 2 ;;
+esac
+cmake -S . -B "$dir" "${opts[@]}" "$@" >/dev/null
+cmake --build "$dir" -j "$jobs"

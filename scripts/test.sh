@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds, and runs every test of sse2kafka.
+#   1. release build: unit tests, end-to-end and reliability tests (ctest)
+#   2. ASan+UBSan build: the same suites again
+#   3. libFuzzer targets for the parser, the config loader and the JSON writers, on the
+#      corpus kept in tests/fuzz/corpus, for a bounded time each
+# Choose stages with SSE2KAFKA_TEST_STAGES (default: "release asan fuzz"), fuzz time per
+# target with SSE2KAFKA_FUZZ_SECONDS (default 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stages="${SSE2KAFKA_TEST_STAGES:-release asan fuzz}"
+fuzz_seconds="${SSE2KAFKA_FUZZ_SECONDS:-60}"
+started=$(date +%s)
+
+stage() { printf '\n=== %s (%ds elapsed)\n' "$*" $(( $(date +%s) - started )); }
+
+stage "dependencies"
+scripts/install-deps.sh
+
+run_ctest() {
+  local dir="$1"
+  (cd "$dir" && ctest --output-on-failure --timeout 600 -j "${SSE2KAFKA_TEST_JOBS:-2}")
+}
+
+for s in $stages; do
+  case "$s" in
+    release)
+      stage "release build"
+      scripts/build.sh release
+      stage "release tests"
+      run_ctest build
+      ;;
+    asan)
+      stage "ASan+UBSan build"
+      scripts/build.sh asan
+      stage "ASan+UBSan tests"
+      ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1" \
+      UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+      SSE2KAFKA_SANITIZED=1 run_ctest build-asan
+      ;;
+    fuzz)
+      stage "fuzz build"
+      scripts/build.sh fuzz
+      for target in build-fuzz/tests/fuzz/*_fuzz; do
+        [ -x "$target" ] || continue
+        name=$(basename "$target" _fuzz)
+        corpus="tests/fuzz/corpus/$name"
+        stage "fuzz $name for ${fuzz_seconds}s"
+        work=$(mktemp -d)
+        "$target" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+          -artifact_prefix="$work/" "$work" "$corpus" 2>&1 | tail -n 3
+        rm -rf "$work"
+      done
+      ;;
+    *) echo "unknown stage $s" >&2; exit 2 ;;
+  esac
+done
+stage "all stages passed: $stages"

@@ -64,6 +64,18 @@ std::string Printable(std::string_view bytes) {
 
 }  // namespace
 
+const char* ReconnectReasonName(ReconnectReason reason) {
+  switch (reason) {
+    case ReconnectReason::kNetwork: return "network";
+    case ReconnectReason::kStatus: return "status";
+    case ReconnectReason::kIdle: return "idle";
+    case ReconnectReason::kEnd: return "end";
+    case ReconnectReason::kRewind: return "rewind";
+    case ReconnectReason::kCount: break;
+  }
+  return "unknown";
+}
+
 const char* StreamStateName(StreamState state) {
   switch (state) {
     case StreamState::kWaiting: return "waiting";
@@ -185,12 +197,12 @@ void StreamPipeline::Connect() {
   http::HttpRequest request;
   std::string error;
   if (!BuildRequest(&request, &error)) {
-    EndConnection(true, error);
+    EndConnection(ReconnectReason::kNetwork, error);
     return;
   }
   transfer_ = host_.http().Start(request, this, &error);
   if (transfer_ == 0) {
-    EndConnection(true, error);
+    EndConnection(ReconnectReason::kNetwork, error);
     return;
   }
   state_ = StreamState::kConnecting;
@@ -219,7 +231,8 @@ void StreamPipeline::OnIdleTimer() {
     return;
   }
   CloseTransfer();
-  EndConnection(true, "no bytes for " + std::to_string(config_.idle_timeout.count()) + " ms (idle_timeout)");
+  EndConnection(ReconnectReason::kIdle,
+                "no bytes for " + std::to_string(config_.idle_timeout.count()) + " ms (idle_timeout)");
 }
 
 void StreamPipeline::OnResponseHead(http::TransferId, const http::ResponseHead& head) {
@@ -262,7 +275,7 @@ http::BodyAction StreamPipeline::OnBody(http::TransferId, std::string_view bytes
   if (stop_marker_seen_) {
     // The marker ends this response as if the server had closed it normally.
     CloseTransfer();
-    EndConnection(false, "stop marker received");
+    EndConnection(ReconnectReason::kEnd, "stop marker received");
   }
   return http::BodyAction::kContinue;
 }
@@ -277,10 +290,10 @@ void StreamPipeline::OnTransferDone(http::TransferId, const http::TransferResult
     return;
   }
   if (state_ == StreamState::kOpen && result.ok()) {
-    EndConnection(false, "server ended the stream");
+    EndConnection(ReconnectReason::kEnd, "server ended the stream");
     return;
   }
-  EndConnection(true, result.error.empty() ? "connection failed" : result.error);
+  EndConnection(ReconnectReason::kNetwork, result.error.empty() ? "connection failed" : result.error);
 }
 
 void StreamPipeline::FinishFailedResponse(const http::TransferResult&) {
@@ -305,13 +318,14 @@ void StreamPipeline::FinishFailedResponse(const http::TransferResult&) {
     reason = "HTTP " + std::to_string(status);
     delay = backoff_.OnFailure(now);
   }
-  ops::Log(status == 401 || status == 403 ? err : warn, config_.name, "request failed",
+  LogLimited(status == 401 || status == 403 ? err : warn, "request failed",
            {{"url", redacted_url_}, {"status", status}, {"error", reason},
             {"body", Printable(failed_body_)}, {"attempt", backoff_.consecutive_failures()}});
-  ScheduleReconnect(delay, reason);
+  ScheduleReconnect(delay, ReconnectReason::kStatus, reason);
 }
 
-void StreamPipeline::EndConnection(bool failed, const std::string& reason) {
+void StreamPipeline::EndConnection(ReconnectReason why, const std::string& reason) {
+  const bool failed = why != ReconnectReason::kEnd;
   transfer_ = 0;
   parser_.EndOfStream();
   if (state_ == StreamState::kClosed || state_ == StreamState::kStopped) return;
@@ -323,13 +337,15 @@ void StreamPipeline::EndConnection(bool failed, const std::string& reason) {
     return;
   }
   const milliseconds delay = failed ? backoff_.OnFailure(now) : backoff_.OnNormalEnd(now);
-  ops::Log(failed ? warn : info, config_.name, failed ? "disconnected" : "stream ended",
+  LogLimited(failed ? warn : info, failed ? "disconnected" : "stream ended",
            {{"url", redacted_url_}, {"error", reason}, {"attempt", backoff_.consecutive_failures()}});
-  ScheduleReconnect(delay, reason);
+  ScheduleReconnect(delay, why, reason);
 }
 
-void StreamPipeline::ScheduleReconnect(milliseconds delay, const std::string& reason) {
+void StreamPipeline::ScheduleReconnect(milliseconds delay, ReconnectReason why, const std::string& reason) {
   state_ = StreamState::kWaiting;
+  ++stats_.reconnects_by_reason[static_cast<int>(why)];
+  next_attempt_at_ = host_.loop().now() + delay;
   host_.loop().Cancel(reconnect_timer_);
   ops::Log(info, config_.name, "reconnecting",
            {{"delay_ms", static_cast<int64_t>(delay.count())},
@@ -380,13 +396,11 @@ void StreamPipeline::Produce(const sink::BuiltRecord& record, uint64_t sequence)
     Backlog(record, token, timestamp_ms);  // order must hold behind what is already waiting
     return;
   }
-  header_scratch_.clear();
-  for (const auto& h : record.headers) header_scratch_.push_back({h.name, h.value});
   sink::OutgoingRecord out;
   out.topic = record.topic;
   out.key = record.key;
   out.value = record.value;
-  out.headers = header_scratch_;
+  out.headers = record.headers;
   out.timestamp_ms = timestamp_ms;
   out.token = token;
   std::string error;
@@ -400,7 +414,7 @@ void StreamPipeline::Produce(const sink::BuiltRecord& record, uint64_t sequence)
       return;
     case sink::ProduceResult::kRejected:
       ++stats_.delivery_errors;
-      ops::Log(err, config_.name, "Kafka refused a record",
+      LogLimited(err, "Kafka refused a record",
                {{"topic", record.topic}, {"id", tracker_.checkpoint()}, {"error", error}});
       // Never skip it: replay from the checkpoint instead (after the current chunk).
       host_.loop().ScheduleAfter(milliseconds(0), [this, error] {
@@ -471,13 +485,13 @@ void StreamPipeline::OnRetry(uint64_t milliseconds_value) {
 
 void StreamPipeline::OnOversizedEvent(std::size_t bytes_seen) {
   ++stats_.oversized;
-  ops::Log(warn, config_.name, "event larger than max_event_size dropped",
+  LogLimited(warn, "event larger than max_event_size dropped",
            {{"max_event_size", static_cast<int64_t>(config_.max_event_size)},
             {"bytes_seen", static_cast<int64_t>(bytes_seen)}});
 }
 
 void StreamPipeline::OnOversizedId(std::size_t id_size) {
-  ops::Log(warn, config_.name, "event id longer than max_event_id_size ignored",
+  LogLimited(warn, "event id longer than max_event_id_size ignored",
            {{"max_event_id_size", static_cast<int64_t>(config_.max_event_id_size)},
             {"id_size", static_cast<int64_t>(id_size)}});
 }
@@ -490,7 +504,7 @@ void StreamPipeline::OnDelivery(uint64_t sequence, const sink::DeliveryReport& r
       tracker_.Ack(sequence);
     } else {
       ++stats_.delivery_errors;
-      ops::Log(err, config_.name, "delivery failed",
+      LogLimited(err, "delivery failed",
                {{"topic", report.topic}, {"error", std::string(report.error_name)},
                 {"detail", std::string(report.error_text)}, {"checkpoint", tracker_.checkpoint()}});
       Rewind("delivery failed: " + std::string(report.error_name));
@@ -517,10 +531,10 @@ void StreamPipeline::Rewind(const std::string& reason, bool producer_lost) {
   rewind_floor_ = next_sequence_;
   parser_.EndOfStream();
   parser_.SetLastEventId(tracker_.checkpoint());
-  ops::Log(warn, config_.name, "rewinding to the checkpoint",
+  LogLimited(warn, "rewinding to the checkpoint",
            {{"checkpoint", tracker_.checkpoint()}, {"reason", reason}});
   if (state_ == StreamState::kStopped) return;
-  ScheduleReconnect(backoff_.OnFailure(host_.loop().now()), reason);
+  ScheduleReconnect(backoff_.OnFailure(host_.loop().now()), ReconnectReason::kRewind, reason);
 }
 
 void StreamPipeline::ResumeReading() {
@@ -531,6 +545,20 @@ void StreamPipeline::ResumeReading() {
   reading_paused_ = false;
   last_byte_at_ = host_.loop().now();
   host_.http().Resume(transfer_);
+}
+
+void StreamPipeline::LogLimited(spdlog::level::level_enum level, std::string_view message,
+                                std::initializer_list<ops::LogField> fields) {
+  if (!spdlog::should_log(level)) return;
+  uint64_t suppressed = 0;
+  if (!log_limiter_.Allow(message, host_.loop().now(), &suppressed)) return;
+  if (suppressed == 0) {
+    ops::Log(level, config_.name, message, fields);
+    return;
+  }
+  std::vector<ops::LogField> with_count(fields);
+  with_count.emplace_back("suppressed", static_cast<unsigned long long>(suppressed));
+  ops::Log(level, config_.name, message, std::span<const ops::LogField>(with_count));
 }
 
 }  // namespace sse2kafka::bridge

@@ -16,10 +16,15 @@
 #include "bridge/pipeline_host.h"
 #include "config/config.h"
 #include "http/http_client.h"
+#include "ops/log.h"
 #include "sink/record_builder.h"
 #include "sse/parser.h"
 
 namespace sse2kafka::bridge {
+
+// Why a connection ended and a reconnect was scheduled.
+enum class ReconnectReason { kNetwork, kStatus, kIdle, kEnd, kRewind, kCount };
+const char* ReconnectReasonName(ReconnectReason reason);
 
 // Counters for logs and metrics. Written on the loop thread only.
 struct StreamStats {
@@ -32,6 +37,7 @@ struct StreamStats {
   uint64_t oversized = 0;
   uint64_t connects = 0;          // successful opens
   uint64_t reconnects = 0;        // attempts after the first
+  uint64_t reconnects_by_reason[static_cast<int>(ReconnectReason::kCount)] = {};
   uint64_t rewinds = 0;
   uint64_t key_fallbacks = 0;
   int64_t last_event_unix_ms = 0;
@@ -86,6 +92,8 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   bool waiting_for_kafka() const { return reading_paused_ || !backlog_.empty(); }
   const StreamStats& stats() const { return stats_; }
   int attempt() const { return backoff_.consecutive_failures(); }
+  // When the scheduled reconnect happens (meaningful in state kWaiting).
+  http::Clock::time_point next_attempt_at() const { return next_attempt_at_; }
   const std::string& redacted_url() const { return redacted_url_; }
 
   // http::TransferObserver
@@ -115,14 +123,17 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   uint64_t Register(std::string_view last_event_id, std::size_t bytes, bool needs_ack);
   void Connect();
   bool BuildRequest(http::HttpRequest* request, std::string* error);
-  void ScheduleReconnect(std::chrono::milliseconds delay, const std::string& reason);
+  void ScheduleReconnect(std::chrono::milliseconds delay, ReconnectReason why, const std::string& reason);
   void CloseTransfer();
   void ArmIdleTimer();
   void OnIdleTimer();
-  void EndConnection(bool failed, const std::string& reason);
+  void EndConnection(ReconnectReason why, const std::string& reason);
   void Produce(const sink::BuiltRecord& record, uint64_t sequence);
   void Backlog(const sink::BuiltRecord& record, uint64_t token, int64_t timestamp_ms);
   void FinishFailedResponse(const http::TransferResult& result);
+  // A warning or error line, held back when the same message repeats too often.
+  void LogLimited(spdlog::level::level_enum level, std::string_view message,
+                  std::initializer_list<ops::LogField> fields);
 
   config::StreamConfig config_;
   uint32_t slot_;
@@ -140,6 +151,7 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   http::TransferId transfer_ = 0;
   http::TimerId reconnect_timer_ = 0;
   http::TimerId idle_timer_ = 0;
+  http::Clock::time_point next_attempt_at_{};
   http::Clock::time_point last_byte_at_{};
   uint64_t next_sequence_ = 0;      // one past the newest sequence the tracker handed out
   uint64_t rewind_floor_ = 0;       // reports for sequences below it belong to a rewound past
@@ -152,6 +164,7 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   std::deque<OwnedRecord> backlog_;
   std::vector<sink::RecordHeaderView> header_scratch_;
   StreamStats stats_;
+  ops::LogRateLimiter log_limiter_;
 };
 
 }  // namespace sse2kafka::bridge

@@ -3,8 +3,12 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <memory>
 #include <optional>
@@ -82,6 +86,45 @@ constexpr std::string_view kJsonLoggerName = "sse2kafka-json";
 
 bool JsonLogging() { return spdlog::default_logger_raw()->name() == kJsonLoggerName; }
 
+// sd-daemon(3) priority prefixes: journald reads "<N>" at the start of a line as its priority.
+int SyslogPriority(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace:
+    case spdlog::level::debug: return 7;
+    case spdlog::level::info: return 6;
+    case spdlog::level::warn: return 4;
+    case spdlog::level::err: return 3;
+    default: return 2;
+  }
+}
+
+class JournalPriorityFormatter final : public spdlog::formatter {
+ public:
+  explicit JournalPriorityFormatter(std::unique_ptr<spdlog::formatter> inner) : inner_(std::move(inner)) {}
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const char prefix[] = {'<', static_cast<char>('0' + SyslogPriority(msg.level)), '>'};
+    dest.append(prefix, prefix + sizeof prefix);
+    inner_->format(msg, dest);
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JournalPriorityFormatter>(inner_->clone());
+  }
+
+ private:
+  std::unique_ptr<spdlog::formatter> inner_;
+};
+
+// systemd sets JOURNAL_STREAM=<dev>:<inode> when stderr is connected to the journal.
+bool StderrIsJournal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  if (!stream) return false;
+  unsigned long long dev = 0, ino = 0;
+  if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st {};
+  if (fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
 }  // namespace
 
 void AppendJsonEscaped(std::string& out, std::string_view text) {
@@ -111,11 +154,17 @@ bool SetupLogging(LogFormat format, std::string_view level) {
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   auto logger = std::make_shared<spdlog::logger>(
       std::string(format == LogFormat::kJson ? kJsonLoggerName : kTextLoggerName), sink);
+  std::unique_ptr<spdlog::formatter> formatter;
   if (format == LogFormat::kJson) {
-    logger->set_formatter(std::make_unique<JsonLineFormatter>());
+    formatter = std::make_unique<JsonLineFormatter>();
   } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %-5l %v", spdlog::pattern_time_type::utc);
+    formatter = std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %-5l %v",
+                                                            spdlog::pattern_time_type::utc);
   }
+  if (StderrIsJournal()) {
+    formatter = std::make_unique<JournalPriorityFormatter>(std::move(formatter));
+  }
+  logger->set_formatter(std::move(formatter));
   logger->set_level(*parsed);
   logger->flush_on(spdlog::level::trace);  // a daemon's log must not lag behind a crash
   spdlog::set_default_logger(logger);
@@ -131,6 +180,29 @@ bool SetLogLevel(std::string_view level) {
 
 void Log(spdlog::level::level_enum level, std::string_view stream, std::string_view message,
          std::initializer_list<LogField> fields) {
+  Log(level, stream, message, std::span<const LogField>(fields.begin(), fields.size()));
+}
+
+bool LogRateLimiter::Allow(std::string_view key, Clock::time_point now, uint64_t* suppressed) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) it = entries_.emplace(std::string(key), Entry{now, 0, 0}).first;
+  Entry& e = it->second;
+  if (now - e.window_start >= window_) {
+    e.window_start = now;
+    e.written = 0;
+  }
+  if (e.written >= burst_) {
+    ++e.held_back;
+    return false;
+  }
+  ++e.written;
+  *suppressed = e.held_back;
+  e.held_back = 0;
+  return true;
+}
+
+void Log(spdlog::level::level_enum level, std::string_view stream, std::string_view message,
+         std::span<const LogField> fields) {
   if (!spdlog::should_log(level)) return;
   std::string line;
   if (JsonLogging()) {

@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <initializer_list>
+#include <map>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -46,6 +49,32 @@ struct LogField {
 // Writes one line at `level`. `stream` may be empty for process-wide lines.
 void Log(spdlog::level::level_enum level, std::string_view stream, std::string_view message,
          std::initializer_list<LogField> fields = {});
+void Log(spdlog::level::level_enum level, std::string_view stream, std::string_view message,
+         std::span<const LogField> fields);
+
+// Holds back lines that repeat too often: a feed that fails every second must not flood the
+// log. Per key (e.g. a stream's message text), at most `burst` lines per `window` pass; the
+// next line that passes after a quiet spell reports how many were held back.
+class LogRateLimiter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit LogRateLimiter(std::chrono::milliseconds window = std::chrono::seconds(60), int burst = 5)
+      : window_(window), burst_(burst) {}
+
+  // True when a line with `key` may be written at `now`; then *suppressed is the number of
+  // lines with that key held back since the last one written (and is reset).
+  bool Allow(std::string_view key, Clock::time_point now, uint64_t* suppressed);
+
+ private:
+  struct Entry {
+    Clock::time_point window_start;
+    int written = 0;
+    uint64_t held_back = 0;
+  };
+  std::chrono::milliseconds window_;
+  int burst_;
+  std::map<std::string, Entry, std::less<>> entries_;  // keys are a few fixed message texts
+};
 
 // Escapes `text` as the inside of a JSON string (no quotes added).
 void AppendJsonEscaped(std::string& out, std::string_view text);

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <librdkafka/rdkafka.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -54,6 +55,7 @@ class Daemon {
   Daemon(config::Config config, const Options& options) : config_(std::move(config)), options_(options) {}
 
   int Run() {
+    RaiseFileLimit();
     std::string error;
     signals_ = ops::SignalReceiver::Create(&error);  // before any thread starts: they inherit the mask
     if (!signals_) return Fail(error);
@@ -102,6 +104,16 @@ class Daemon {
   }
 
  private:
+  // Every stream holds a socket: the usual soft limit of 1024 would cap a bridge at about a
+  // thousand feeds, while the hard limit is there to be used.
+  static void RaiseFileLimit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+      limit.rlim_cur = limit.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &limit);
+    }
+  }
+
   int Fail(const std::string& message) {
     ops::Log(err, "", message);
     return kExitRuntime;

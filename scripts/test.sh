@@ -40,7 +40,7 @@ for s in $stages; do
       ;;
     fuzz)
       stage "fuzz build"
-      scripts/build.sh fuzz
+      scripts/build.sh fuzz --targets parser_fuzz config_fuzz json_writer_fuzz
       for target in build-fuzz/tests/fuzz/*_fuzz; do
         [ -x "$target" ] || continue
         name=$(basename "$target" _fuzz)

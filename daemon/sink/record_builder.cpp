@@ -1,5 +1,7 @@
 #include "sink/record_builder.h"
 
+#include <random>
+
 #include <charconv>
 
 #include "sink/json_text.h"
@@ -76,6 +78,11 @@ RecordBuilder::RecordBuilder(const config::StreamConfig& stream)
   parse_json_ = key_mode_ == KeyMode::kJsonPointer || embed_json_data_ ||
                 (format_ == RecordFormat::kCloudEventsBinary && detect_content_type);
   AppendJsonString(structured_source_json_, ce_source_);
+  // 64 random bits in hex: unique enough across restarts and reloads of one stream.
+  std::random_device random;
+  const uint64_t token = (uint64_t{random()} << 32) | random();
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int shift = 60; shift >= 0; shift -= 4) ce_id_token_ += kHex[(token >> shift) & 0xf];
   envelope_prefix_json_ = "{\"stream\":";
   AppendJsonString(envelope_prefix_json_, stream_name_);
   envelope_prefix_json_ += ",\"event\":";
@@ -164,6 +171,8 @@ void RecordBuilder::FillCloudEventAttributes(const EventView& event, bool data_i
   } else {
     ce_id_ = event.last_event_id.empty() ? std::string_view(stream_name_) : event.last_event_id;
     ce_id_ += '/';
+    ce_id_ += ce_id_token_;
+    ce_id_ += '.';
     AppendDecimal(ce_id_, event.sequence);
   }
   ce_type_ = ce_type_prefix_;

@@ -17,19 +17,18 @@
 // CloudEvents attributes:
 //   id      the event's ID when its own block set a non-empty one; otherwise
 //           "<last event id>/<sequence>", or "<stream name>/<sequence>" when the last event ID
-//           is empty. EventView::sequence is unique per stream within one process, so these
-//           are unique per stream while the process runs; they are not stable across restarts.
+//           is empty, with a random per-builder token before the sequence
+//           (`<last id>/<token>.<sequence>`): EventView::sequence starts again in every process
+//           and after every reload, the token keeps generated ids from repeating.
 //   source  cloudevents.source, else the stream URL with its userinfo ("user:pass@") removed.
 //   type    cloudevents.type_prefix followed by the SSE event type.
 //   time    the dispatch time, RFC 3339 UTC with milliseconds (2026-11-23T21:07:52.123Z).
 //   datacontenttype / content-type
 //           cloudevents.content_type when set, else "application/json" when the data is JSON
 //           text (json_key.h says what counts), else "text/plain; charset=utf-8".
-//   data    (structured) the data embedded as it is, byte for byte, when it is JSON text and
-//           the content type is a JSON one (application/json, text/json, */*+json: always
-//           the case when detected); otherwise the data as a JSON string. Following the
-//           CloudEvents JSON format, a configured non-JSON content type embeds JSON data as a
-//           string too.
+//   data    (structured) the data embedded as it is, byte for byte, when it is JSON text
+//           (whatever content type is configured, as interface.md says); otherwise the data
+//           as a JSON string.
 //
 // Keys: stream → the stream name; id → the last event ID, no key when it is empty; event → the
 // type; none → no key; json:POINTER → JsonData::KeyAt (json_key.h), and when that finds
@@ -128,6 +127,7 @@ class RecordBuilder {
   config::RecordFormat format_;
   std::string ce_source_;
   std::string ce_type_prefix_;
+  std::string ce_id_token_;            // random per builder: generated ce_ids never repeat
   std::string ce_content_type_;        // configured; empty: detect
   bool embed_json_data_ = false;       // structured: embed JSON data as JSON
   bool parse_json_ = false;

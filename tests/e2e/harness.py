@@ -255,7 +255,8 @@ class Kafka:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 15)
         if done.returncode != 0:
             raise AssertionError("kafka_dump failed (%d): %s" % (done.returncode, done.stderr))
-        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        # split("\n"), not splitlines(): JSON strings may hold U+2028/U+2029/U+0085 raw.
+        return [json.loads(line) for line in done.stdout.split("\n") if line.strip()]
 
     def records(self, topics: Union[str, Iterable[str]], *, count: Optional[int] = None,
                 timeout: float = 10, idle_ms: Optional[int] = None, min_records: Optional[int] = None,

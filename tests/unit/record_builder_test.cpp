@@ -343,7 +343,7 @@ TEST(RecordBuilderCloudEventsBinaryTest, HeadersInOrder) {
 
 struct ContentTypeCase {
   std::string_view data;
-  std::string_view expected;
+  std::string expected;
 };
 
 TEST(RecordBuilderCloudEventsBinaryTest, DetectsJsonContentType) {
@@ -382,17 +382,25 @@ struct CeIdCase {
   std::string_view last_event_id;
   bool id_in_block;
   uint64_t sequence;
-  std::string_view expected;
+  std::string expected;
 };
 
 TEST(RecordBuilderCloudEventsBinaryTest, CloudEventIdRules) {
   RecordBuilder builder(CloudEventsStream(RecordFormat::kCloudEventsBinary));
+  // Generated ids are "<prefix>/<token>.<sequence>" with a random 16-hex-digit token per builder.
+  const std::string token = [&] {
+    EventView event = Event("x", "");
+    event.sequence = 1;
+    const std::string id(HeaderValue(builder.Build(event), "ce_id"));
+    return id.substr(id.find('/') + 1, 16);
+  }();
+  ASSERT_EQ(token.size(), 16u);
   const std::vector<CeIdCase> cases = {
-      {"42", true, 7, "42"},       // the event's own id
-      {"42", false, 8, "42/8"},    // inherited id: made unique with the sequence
-      {"", false, 9, "wiki/9"},    // no id at all
-      {"", true, 10, "wiki/10"},   // its block reset the id to empty
-      {"a/b", false, 18446744073709551615ULL, "a/b/18446744073709551615"},
+      {"42", true, 7, "42"},  // the event's own id
+      {"42", false, 8, "42/" + token + ".8"},  // inherited id: made unique
+      {"", false, 9, "wiki/" + token + ".9"},   // no id at all
+      {"", true, 10, "wiki/" + token + ".10"},  // its block reset the id to empty
+      {"a/b", false, 18446744073709551615ULL, "a/b/" + token + ".18446744073709551615"},
   };
   for (const CeIdCase& c : cases) {
     EventView event = Event("x", c.last_event_id);
@@ -400,6 +408,17 @@ TEST(RecordBuilderCloudEventsBinaryTest, CloudEventIdRules) {
     event.sequence = c.sequence;
     EXPECT_EQ(HeaderValue(builder.Build(event), "ce_id"), c.expected);
   }
+}
+
+TEST(RecordBuilderCloudEventsBinaryTest, GeneratedIdsDifferBetweenBuilders) {
+  // A restart or a reload makes a new builder whose sequences start again.
+  RecordBuilder first(CloudEventsStream(RecordFormat::kCloudEventsBinary));
+  RecordBuilder second(CloudEventsStream(RecordFormat::kCloudEventsBinary));
+  EventView event = Event("x", "1001");
+  event.id_in_block = false;  // inherited id: ce_id is generated
+  event.sequence = 2;
+  EXPECT_NE(std::string(HeaderValue(first.Build(event), "ce_id")),
+            std::string(HeaderValue(second.Build(event), "ce_id")));
 }
 
 struct UrlCase {

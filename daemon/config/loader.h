@@ -14,9 +14,14 @@ namespace sse2kafka::config {
 
 // One problem found in a config, printed as "FILE:LINE:COL: KEY.PATH: message".
 struct ConfigError {
-  SourceLocation location;
-  std::string key_path;  // e.g. "streams[2].reconnect.max_delay"
+  SourceLocation location;  // line 0: the file as a whole (it could not be read)
+  // e.g. "streams[2].reconnect.max_delay", "defaults.headers.Authorization"; for a missing
+  // key, the path it should have; empty for problems of the YAML text itself (syntax, no
+  // document). Keys with bytes other than printable ASCII or with ':' show them as %XX.
+  std::string key_path;
   std::string message;
+  // "FILE:LINE:COL: KEY.PATH: message"; without ":LINE:COL" when line is 0 and without
+  // "KEY.PATH: " when key_path is empty.
   std::string ToString() const;
 };
 
@@ -37,8 +42,10 @@ struct LoadResult {
 
 // Reads and validates the file at `path`. On success, result.config holds the typed config
 // with defaults applied and environment references expanded. On failure, result.errors lists
-// every problem found (not just the first); an unreadable file or a YAML syntax error is one
-// error with the position YAML reports.
+// every problem found (not just the first), in file order; an unreadable file or a YAML syntax
+// error is one error with the position YAML reports. A problem's location is the offending
+// value (its key when the value is empty, the key itself for unknown or duplicate keys, the
+// enclosing mapping for a missing key). Never throws for any input text.
 LoadResult LoadConfigFile(const std::string& path, const EnvLookup& env,
                           const PropertyValidator& validate_property = nullptr);
 
@@ -47,9 +54,12 @@ LoadResult LoadConfigText(std::string_view yaml_text, const std::string& file_na
                           const EnvLookup& env,
                           const PropertyValidator& validate_property = nullptr);
 
-// Parses "250ms", "5s", "2m", "1h", "0", "0s". nullopt for anything else.
+// Parses a whole number with a unit ms, s, m or h ("250ms", "5s", "2m", "1h", "0s"), or "0".
+// nullopt for anything else: other units, fractions, signs, spaces, overflow.
 std::optional<Duration> ParseDuration(std::string_view text);
-// Parses "512KiB", "1MiB", "2GiB", "100B" or a plain byte count. nullopt for anything else.
+// Parses a plain byte count or a whole number with a unit B, KiB, MiB or GiB ("512KiB",
+// "1MiB", "100B", "4096"). nullopt for anything else, including the decimal KB/MB/GB (refused
+// as ambiguous), lower-case units and overflow.
 std::optional<std::size_t> ParseSize(std::string_view text);
 
 }  // namespace sse2kafka::config

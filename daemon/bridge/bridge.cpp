@@ -337,6 +337,10 @@ void Bridge::MaybeFinishShutdown() {
   done();
 }
 
+std::chrono::milliseconds Bridge::kafka_stats_interval() const {
+  return producer_ ? producer_->statistics_interval() : milliseconds(0);
+}
+
 void Bridge::ForEachStream(const std::function<void(const StreamPipeline&)>& visit) const {
   for (const auto& [name, slot] : active_) visit(*pipelines_.at(slot));
 }

@@ -57,6 +57,13 @@ class Bridge final : public PipelineHost, public sink::DeliveryHandler {
   bool PersistCheckpoints(std::string* error);
 
   const BridgeStats& stats() const { return stats_; }
+  // librdkafka's outstanding records and requests; 0 while no producer exists.
+  std::size_t producer_outstanding() const { return producer_ ? producer_->outstanding() : 0; }
+  // The newest librdkafka statistics summary, or nullptr when none arrived yet.
+  const sink::ProducerStatsSummary* producer_stats() const {
+    return producer_ && producer_->stats() ? &*producer_->stats() : nullptr;
+  }
+  std::chrono::milliseconds kafka_stats_interval() const;
   // Calls `visit` for each stream that is configured now (not the ones draining).
   void ForEachStream(const std::function<void(const StreamPipeline&)>& visit) const;
 

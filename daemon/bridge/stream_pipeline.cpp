@@ -23,6 +23,9 @@ using spdlog::level::warn;
 namespace {
 
 constexpr std::size_t kFailedBodyLogBytes = 512;
+// How long a failed response may take to show its first bytes for the log: a wrong
+// Content-Type on an endless body must not hold the attempt open until idle_timeout.
+constexpr milliseconds kFailedBodyWait{1000};
 
 int64_t UnixMillisNow() {
   return duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -257,6 +260,12 @@ void StreamPipeline::OnResponseHead(http::TransferId, const http::ResponseHead& 
   state_ = StreamState::kFailing;
   failed_head_ = head;
   failed_body_.clear();
+  host_.loop().Cancel(idle_timer_);
+  idle_timer_ = host_.loop().ScheduleAfter(kFailedBodyWait, [this] {
+    idle_timer_ = 0;
+    CloseTransfer();
+    FinishFailedResponse(http::TransferResult{});
+  });
 }
 
 http::BodyAction StreamPipeline::OnBody(http::TransferId, std::string_view bytes) {

@@ -85,6 +85,8 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   uint32_t slot() const { return slot_; }
   StreamState state() const { return state_; }
   const std::string& checkpoint() const { return tracker_.checkpoint(); }
+  // The ID of the newest event read from the upstream (may be ahead of the checkpoint).
+  const std::string& last_event_id() const { return parser_.last_event_id(); }
   std::size_t in_flight_events() const { return tracker_.in_flight_events(); }
   // Every record handed to Kafka has had its delivery report, and none waits to be handed.
   bool settled() const { return produced_unreported_ == 0 && backlog_.empty(); }

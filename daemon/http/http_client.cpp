@@ -167,9 +167,16 @@ bool HttpClient::Configure(Transfer& t, std::string* error) {
   ok &= curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 30L) == CURLE_OK;
   // Waiting for a connection that may multiplex only makes sense where HTTP/2 can happen;
   // on cleartext HTTP/1.1 it would hold a second stream behind a first that never ends.
-  const bool may_multiplex = r.version == HttpVersionPreference::kHttp2 ||
-                             (r.version == HttpVersionPreference::kAuto && t.url.rfind("https:", 0) == 0);
+  // libcurl before 8.0.0 breaks a second transfer on a reused h2c (prior knowledge)
+  // connection ("Error in the HTTP2 framing layer", curl issue #10634): there, each h2c
+  // stream gets its own connection.
+  const bool h2c = r.version == HttpVersionPreference::kHttp2 && t.url.rfind("https:", 0) != 0;
+  const bool h2c_reuse_broken = h2c && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+  const bool may_multiplex =
+      !h2c_reuse_broken && (r.version == HttpVersionPreference::kHttp2 ||
+                            (r.version == HttpVersionPreference::kAuto && t.url.rfind("https:", 0) == 0));
   ok &= curl_easy_setopt(e, CURLOPT_PIPEWAIT, may_multiplex ? 1L : 0L) == CURLE_OK;
+  if (h2c_reuse_broken) ok &= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) == CURLE_OK;
   if (!r.user_agent.empty()) ok &= curl_easy_setopt(e, CURLOPT_USERAGENT, r.user_agent.c_str()) == CURLE_OK;
   if (r.receive_buffer_size > 0) ok &= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, r.receive_buffer_size) == CURLE_OK;
 

@@ -1,6 +1,7 @@
 #include "sink/kafka_producer.h"
 
 #include <librdkafka/rdkafka.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -120,20 +121,83 @@ void WarnAboutSmallUserQueueLimits(const ProducerSettings& settings) {
   }
 }
 
+// statistics.interval.ms as the producer will use it: the user's value, else the default added
+// to `properties`.
+std::chrono::milliseconds ApplyStatisticsInterval(PropertyList& properties) {
+  if (auto text = UserValue(properties, "statistics.interval.ms")) {
+    // librdkafka refuses a malformed value when the configuration is built.
+    return std::chrono::milliseconds(ParseSize(*text).value_or(0));
+  }
+  properties.emplace_back("statistics.interval.ms", std::to_string(kDefaultStatisticsInterval.count()));
+  return kDefaultStatisticsInterval;
+}
+
+int64_t IntegerField(const nlohmann::json& object, const char* name) {
+  const auto found = object.find(name);
+  return found != object.end() && found->is_number() ? found->get<int64_t>() : 0;
+}
+
+// Keeps, while parsing, only the fields SummarizeProducerStats reads: the per-topic and
+// per-partition parts dwarf the rest with many partitions and are not needed.
+bool KeepStatisticsField(int depth, nlohmann::json::parse_event_t event, const nlohmann::json& parsed) {
+  if (event != nlohmann::json::parse_event_t::key) return true;
+  const auto& name = parsed.get_ref<const std::string&>();
+  if (depth == 1) {
+    return name == "brokers" || name == "msg_cnt" || name == "msg_size" || name == "txmsgs" ||
+           name == "txmsg_bytes" || name == "tx_bytes";
+  }
+  if (depth == 3) return name == "source" || name == "state" || name == "rtt";  // inside one broker
+  return true;
+}
+
 }  // namespace
+
+std::optional<ProducerStatsSummary> SummarizeProducerStats(std::string_view json) {
+  const nlohmann::json stats = nlohmann::json::parse(json.begin(), json.end(), KeepStatisticsField,
+                                                     /*allow_exceptions=*/false);
+  if (!stats.is_object()) return std::nullopt;
+  ProducerStatsSummary summary;
+  summary.msg_cnt = IntegerField(stats, "msg_cnt");
+  summary.msg_size = IntegerField(stats, "msg_size");
+  summary.txmsgs = IntegerField(stats, "txmsgs");
+  summary.txmsg_bytes = IntegerField(stats, "txmsg_bytes");
+  summary.tx_bytes = IntegerField(stats, "tx_bytes");
+  const auto brokers = stats.find("brokers");
+  if (brokers == stats.end() || !brokers->is_object()) return summary;
+  int64_t rtt_weighted_sum = 0;
+  int64_t rtt_samples = 0;
+  for (const nlohmann::json& broker : *brokers) {
+    if (!broker.is_object()) continue;
+    // The internal broker runs librdkafka's timers and never connects anywhere.
+    if (broker.value("source", std::string()) == "internal") continue;
+    ++summary.brokers_total;
+    if (broker.value("state", std::string()) == "UP") ++summary.brokers_up;
+    const auto rtt = broker.find("rtt");
+    if (rtt == broker.end() || !rtt->is_object()) continue;
+    const int64_t samples = IntegerField(*rtt, "cnt");
+    if (samples <= 0) continue;
+    rtt_weighted_sum += IntegerField(*rtt, "avg") * samples;
+    rtt_samples += samples;
+  }
+  if (rtt_samples > 0) summary.avg_rtt = std::chrono::microseconds(rtt_weighted_sum / rtt_samples);
+  return summary;
+}
 
 KafkaProducer::KafkaProducer() = default;
 
 std::unique_ptr<KafkaProducer> KafkaProducer::Create(const ProducerSettings& settings, std::string* error) {
-  const PropertyList properties = EffectiveProducerProperties(settings);
+  PropertyList properties = EffectiveProducerProperties(settings);
+  const std::chrono::milliseconds statistics_interval = ApplyStatisticsInterval(properties);
   rd_kafka_conf_t* conf = NewLibrdkafkaConf(properties, error);
   if (conf == nullptr) return nullptr;
 
   std::unique_ptr<KafkaProducer> producer(new KafkaProducer());
+  producer->statistics_interval_ = statistics_interval;
   rd_kafka_conf_set_opaque(conf, producer.get());
   rd_kafka_conf_set_dr_msg_cb(conf, &KafkaProducer::OnDeliveryReport);
   rd_kafka_conf_set_error_cb(conf, &KafkaProducer::OnError);
   rd_kafka_conf_set_log_cb(conf, &ForwardLog);
+  rd_kafka_conf_set_stats_cb(conf, &KafkaProducer::OnStatistics);
 
   std::array<char, 512> errstr{};
   producer->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr.data(), errstr.size());
@@ -357,6 +421,17 @@ void KafkaProducer::OnError(rd_kafka_t* rk, int error, const char* reason, void*
   const rd_kafka_resp_err_t code = rd_kafka_fatal_error(rk, cause.data(), cause.size());
   self->fatal_reason_ = std::string(rd_kafka_err2name(code)) + ": " + cause.data();
   spdlog::error("kafka producer {} failed for good: {}", rd_kafka_name(rk), *self->fatal_reason_);
+}
+
+int KafkaProducer::OnStatistics(rd_kafka_t* rk, char* json, std::size_t json_len, void* opaque) {
+  auto* self = static_cast<KafkaProducer*>(opaque);
+  if (auto summary = SummarizeProducerStats(std::string_view(json, json_len))) {
+    summary->received_at = std::chrono::steady_clock::now();
+    self->stats_ = *summary;
+  } else {
+    spdlog::warn("kafka producer {}: statistics report is not a JSON object; ignored", rd_kafka_name(rk));
+  }
+  return 0;  // librdkafka keeps ownership of `json` and frees it
 }
 
 void KafkaProducer::DeliverFatalErrorOnce(DeliveryHandler& handler) {

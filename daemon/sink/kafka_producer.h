@@ -62,8 +62,32 @@ struct DeliveryReport {
   int32_t partition = -1;
   int64_t offset = -1;
   std::string_view topic;            // the record's topic
-  std::size_t size = 0;              // the record's value + key bytes, as handed to Produce               // the record's offset when ok
+  std::size_t size = 0;              // the record's value + key bytes, as handed to Produce
 };
+
+// What sse2kafka keeps of librdkafka's statistics (statistics.interval.ms): enough for metrics and
+// for telling whether Kafka is reachable. Counts are librdkafka's own, so they start again at
+// zero when a producer is replaced.
+struct ProducerStatsSummary {
+  std::chrono::steady_clock::time_point received_at{};  // when the producer served the report
+  int brokers_up = 0;     // brokers in state UP, of brokers_total
+  int brokers_total = 0;  // brokers librdkafka knows (bootstrap and learned), not its internal ones
+  int64_t msg_cnt = 0;      // records in librdkafka's queues (queued or in flight)
+  int64_t msg_size = 0;     // their bytes
+  int64_t txmsgs = 0;       // records sent to brokers so far
+  int64_t txmsg_bytes = 0;  // their bytes
+  int64_t tx_bytes = 0;     // every byte sent to brokers, protocol included
+  // Mean round-trip time to the brokers over librdkafka's last window, weighted by the number of
+  // samples per broker; zero when no broker has a sample.
+  std::chrono::microseconds avg_rtt{0};
+};
+
+// Reads librdkafka's statistics JSON (STATISTICS.md) into a summary; received_at is left at its
+// default. nullopt when `json` is not a JSON object. Missing fields count as zero.
+std::optional<ProducerStatsSummary> SummarizeProducerStats(std::string_view json);
+
+// The statistics.interval.ms a producer is created with unless the user set one.
+inline constexpr std::chrono::milliseconds kDefaultStatisticsInterval{5000};
 
 // Callbacks run inside Poll or Flush. They may call Produce, but not Poll, Flush or Purge.
 class DeliveryHandler {
@@ -81,8 +105,10 @@ class KafkaProducer {
  public:
   // Creates an idempotent producer (see EffectiveProducerProperties for what is set around the
   // user's properties), with delivery reports, fatal-error reporting, librdkafka's log in spdlog,
-  // and its report queue wired to wakeup_fd(). It connects lazily, so brokers being down is no
-  // error here. Returns nullptr and sets *error when librdkafka refuses the configuration.
+  // statistics every kDefaultStatisticsInterval unless the user set statistics.interval.ms
+  // (0 turns them off), and its report queue wired to wakeup_fd(). It connects lazily, so
+  // brokers being down is no error here. Returns nullptr and sets *error when librdkafka refuses
+  // the configuration.
   static std::unique_ptr<KafkaProducer> Create(const ProducerSettings& settings, std::string* error);
 
   // Does not flush and does not report: records still outstanding are dropped (logged as a
@@ -116,6 +142,12 @@ class KafkaProducer {
   // an unknown topic or no broker answering, are logged as warnings and are not fatal.
   void WarmUp(const std::vector<std::string>& topics, std::chrono::milliseconds timeout);
 
+  // The newest statistics librdkafka reported, served by Poll or Flush; nullopt until the first
+  // report (about one statistics_interval() after Create) and when statistics are off.
+  const std::optional<ProducerStatsSummary>& stats() const { return stats_; }
+  // The effective statistics.interval.ms; zero when statistics are off.
+  std::chrono::milliseconds statistics_interval() const { return statistics_interval_; }
+
   // Drops every record queued or in flight; their reports come from the next Poll or Flush as
   // failures with error _PURGE_QUEUE or _PURGE_INFLIGHT. Used before replacing a producer after
   // a fatal error.
@@ -126,6 +158,7 @@ class KafkaProducer {
 
   static void OnDeliveryReport(rd_kafka_s* rk, const rd_kafka_message_s* message, void* opaque);
   static void OnError(rd_kafka_s* rk, int error, const char* reason, void* opaque);
+  static int OnStatistics(rd_kafka_s* rk, char* json, std::size_t json_len, void* opaque);
 
   void DrainWakeupFd() const;
   void DeliverFatalErrorOnce(DeliveryHandler& handler);
@@ -140,6 +173,8 @@ class KafkaProducer {
   DeliveryHandler* handler_ = nullptr;
   std::optional<std::string> fatal_reason_;
   bool fatal_delivered_ = false;
+  std::optional<ProducerStatsSummary> stats_;
+  std::chrono::milliseconds statistics_interval_{0};
 };
 
 }  // namespace sse2kafka::sink

@@ -2,13 +2,15 @@
 # Installs what is needed, builds, and runs every test of sse2kafka.
 #   1. release build: unit tests, end-to-end and reliability tests (ctest)
 #   2. ASan+UBSan build: the same suites again
-#   3. libFuzzer targets for the parser, the config loader and the JSON writers, on the
+#   3. deploy: the systemd unit (verify, security, sd_notify), the .deb under systemd as PID 1
+#      in a container, and the container image (podman), all for real
+#   4. libFuzzer targets for the parser, the config loader and the JSON writers, on the
 #      corpus kept in tests/fuzz/corpus, for a bounded time each
-# Choose stages with SSE2KAFKA_TEST_STAGES (default: "release asan fuzz"), fuzz time per
-# target with SSE2KAFKA_FUZZ_SECONDS (default 60).
+# Choose stages with SSE2KAFKA_TEST_STAGES (default: "release deploy asan fuzz"), fuzz time
+# per target with SSE2KAFKA_FUZZ_SECONDS (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stages="${SSE2KAFKA_TEST_STAGES:-release asan fuzz}"
+stages="${SSE2KAFKA_TEST_STAGES:-release deploy asan fuzz}"
 fuzz_seconds="${SSE2KAFKA_FUZZ_SECONDS:-60}"
 started=$(date +%s)
 
@@ -29,6 +31,11 @@ for s in $stages; do
       scripts/build.sh release
       stage "release tests"
       run_ctest build
+      ;;
+    deploy)
+      # Uses build/ (the release stage's tree and its CPack config).
+      stage "deploy: systemd unit, sd_notify, .deb under systemd, container image"
+      tests/deploy/run.sh build
       ;;
     asan)
       stage "ASan+UBSan build"

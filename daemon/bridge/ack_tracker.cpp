@@ -37,6 +37,25 @@ void AckTracker::Rewind() {
   in_flight_bytes_ = 0;
 }
 
+void AckTracker::RewindFrom(uint64_t seq) {
+  if (seq <= base_seq_) {
+    Rewind();
+    return;
+  }
+  if (seq >= next_seq_) return;
+  // Forgotten events count as complete for ordering, but carry the ID of the event before
+  // `seq`: passing over them can never move the checkpoint beyond what was delivered.
+  for (uint64_t s = seq; s < next_seq_; ++s) {
+    Entry& entry = entries_[s - base_seq_];
+    if (entry.done) continue;
+    entry.done = true;
+    --in_flight_events_;
+    in_flight_bytes_ -= entry.bytes;
+  }
+  // runs_.front().first_seq <= base_seq_ < seq, so a run always remains.
+  while (runs_.back().first_seq >= seq) runs_.pop_back();
+}
+
 bool AckTracker::Advance() {
   if (entries_.empty() || !entries_.front().done) return false;
   while (!entries_.empty() && entries_.front().done) {

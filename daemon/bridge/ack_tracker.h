@@ -41,6 +41,17 @@ class AckTracker {
   // the upstream sends them again. Their late acknowledgements are ignored. The checkpoint stays.
   void Rewind();
 
+  // Forgets `seq` and every later event, but keeps the earlier ones in flight: their
+  // acknowledgements still move the checkpoint, up to the event before `seq` at most. Used when
+  // the delivery of `seq` failed: what was produced before it may still land.
+  void RewindFrom(uint64_t seq);
+
+  // True while `seq` was registered with needs_ack=true and is neither acknowledged nor forgotten:
+  // a delivery report for any other seq is stale.
+  bool Pending(uint64_t seq) const {
+    return seq >= base_seq_ && seq < next_seq_ && !entries_[seq - base_seq_].done;
+  }
+
   const std::string& checkpoint() const { return checkpoint_; }
 
   // Events registered with needs_ack=true and neither acknowledged nor forgotten, and their bytes.

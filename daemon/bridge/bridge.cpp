@@ -239,7 +239,7 @@ void Bridge::OnFatalError(const std::string& reason) {
 void Bridge::RecreateProducer(const std::string& reason) {
   if (!producer_) return;
   ++stats_.fatal_producer_resets;
-  for (auto& [slot, p] : pipelines_) p->Rewind("Kafka producer failed: " + reason, true);
+  for (auto& [slot, p] : pipelines_) p->Rewind("Kafka producer failed: " + reason, std::nullopt, true);
   loop_.Unwatch(producer_->wakeup_fd());
   producer_->Purge();
   producer_.reset();

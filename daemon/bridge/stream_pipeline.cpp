@@ -365,6 +365,8 @@ void StreamPipeline::ScheduleReconnect(milliseconds delay, ReconnectReason why, 
 void StreamPipeline::OnEvent(const sse::Event& event) {
   ++stats_.events;
   stats_.last_event_unix_ms = UnixMillisNow();
+  // After a refused record the rest of the response is replayed from the checkpoint.
+  if (halted_) return;
   if (config_.stop_on_data && event.data == *config_.stop_on_data) {
     stop_marker_seen_ = true;
     ++stats_.filtered;
@@ -421,13 +423,21 @@ void StreamPipeline::Produce(const sink::BuiltRecord& record, uint64_t sequence)
     case sink::ProduceResult::kQueueFull:
       Backlog(record, token, timestamp_ms);
       return;
+    case sink::ProduceResult::kTooLarge:
+      if (config_.oversize == config::OnOversize::kSkip) {
+        SkipTooLarge(PipelineHost::SequenceOf(token), record.topic, error);
+        return;
+      }
+      [[fallthrough]];
     case sink::ProduceResult::kRejected:
       ++stats_.delivery_errors;
       LogLimited(err, "Kafka refused a record",
-               {{"topic", record.topic}, {"id", tracker_.checkpoint()}, {"error", error}});
-      // Never skip it: replay from the checkpoint instead (after the current chunk).
-      host_.loop().ScheduleAfter(milliseconds(0), [this, error] {
-        Rewind("Kafka refused a record: " + error);
+               {{"topic", record.topic}, {"checkpoint", tracker_.checkpoint()}, {"error", error}});
+      // Never skip it: replay from the checkpoint instead (after the current chunk). Events
+      // after it in this chunk are not produced: they would land before it.
+      halted_ = true;
+      host_.loop().ScheduleAfter(milliseconds(0), [this, error, token] {
+        Rewind("Kafka refused a record: " + error, PipelineHost::SequenceOf(token));
       });
       return;
   }
@@ -447,7 +457,7 @@ void StreamPipeline::Backlog(const sink::BuiltRecord& record, uint64_t token, in
 bool StreamPipeline::RetryBacklog() {
   while (!backlog_.empty()) {
     const OwnedRecord& r = backlog_.front();
-    if (PipelineHost::SequenceOf(r.token) < rewind_floor_) {
+    if (!tracker_.Pending(PipelineHost::SequenceOf(r.token))) {
       backlog_.pop_front();
       continue;
     }
@@ -463,9 +473,14 @@ bool StreamPipeline::RetryBacklog() {
     std::string error;
     const sink::ProduceResult result = host_.Produce(out, &error);
     if (result == sink::ProduceResult::kQueueFull) return false;
+    const std::string topic = r.topic;
     backlog_.pop_front();
-    if (result == sink::ProduceResult::kRejected) {
-      Rewind("Kafka refused a record: " + error);
+    if (result == sink::ProduceResult::kTooLarge && config_.oversize == config::OnOversize::kSkip) {
+      SkipTooLarge(PipelineHost::SequenceOf(out.token), topic, error);
+      continue;
+    }
+    if (result == sink::ProduceResult::kRejected || result == sink::ProduceResult::kTooLarge) {
+      Rewind("Kafka refused a record: " + error, PipelineHost::SequenceOf(out.token));
       return true;
     }
     ++stats_.records_produced;
@@ -476,14 +491,9 @@ bool StreamPipeline::RetryBacklog() {
 }
 
 void StreamPipeline::OnEmptyDispatch(std::string_view last_event_id) {
+  if (halted_) return;
   if (last_event_id == tracker_.checkpoint() && tracker_.in_flight_events() == 0) return;
   Register(last_event_id, 0, false);
-}
-
-uint64_t StreamPipeline::Register(std::string_view last_event_id, std::size_t bytes, bool needs_ack) {
-  const uint64_t sequence = tracker_.Add(last_event_id, bytes, needs_ack);
-  next_sequence_ = sequence + 1;
-  return sequence;
 }
 
 void StreamPipeline::OnRetry(uint64_t milliseconds_value) {
@@ -507,37 +517,46 @@ void StreamPipeline::OnOversizedId(std::size_t id_size) {
 
 void StreamPipeline::OnDelivery(uint64_t sequence, const sink::DeliveryReport& report) {
   if (produced_unreported_ > 0) --produced_unreported_;
-  if (sequence >= rewind_floor_) {
+  if (tracker_.Pending(sequence)) {
     if (report.ok) {
       ++stats_.records_delivered;
       tracker_.Ack(sequence);
+    } else if (report.too_large && config_.oversize == config::OnOversize::kSkip) {
+      SkipTooLarge(sequence, report.topic, std::string(report.error_name));
     } else {
       ++stats_.delivery_errors;
       LogLimited(err, "delivery failed",
                {{"topic", report.topic}, {"error", std::string(report.error_name)},
                 {"detail", std::string(report.error_text)}, {"checkpoint", tracker_.checkpoint()}});
-      Rewind("delivery failed: " + std::string(report.error_name));
+      Rewind("delivery failed: " + std::string(report.error_name), sequence);
       return;
     }
   }
   if (state_ == StreamState::kAwaitingAcks && settled()) Connect();
 }
 
-void StreamPipeline::Rewind(const std::string& reason, bool producer_lost) {
+void StreamPipeline::SkipTooLarge(uint64_t sequence, std::string_view topic, const std::string& error) {
+  ++stats_.oversized;
+  LogLimited(warn, "record too large for Kafka skipped (oversize: skip)",
+             {{"topic", topic}, {"error", error}});
+  tracker_.Ack(sequence);  // counts as handled, so the checkpoint can pass it
+}
+
+void StreamPipeline::Rewind(const std::string& reason, std::optional<uint64_t> from_sequence,
+                            bool producer_lost) {
   if (producer_lost) produced_unreported_ = 0;
-  if (state_ == StreamState::kClosed) {
-    // A closed stream replays nothing; what it did not deliver is replayed by its successor
-    // from the checkpoint.
+  if (from_sequence) {
+    tracker_.RewindFrom(*from_sequence);
+  } else {
     tracker_.Rewind();
-    backlog_.clear();
-    rewind_floor_ = next_sequence_;
-    return;
   }
-  ++stats_.rewinds;
-  CloseTransfer();
-  tracker_.Rewind();
   backlog_.clear();
-  rewind_floor_ = next_sequence_;
+  // A closed stream replays nothing; what it did not deliver is replayed by its successor
+  // from the checkpoint.
+  if (state_ == StreamState::kClosed) return;
+  ++stats_.rewinds;
+  halted_ = false;
+  CloseTransfer();
   parser_.EndOfStream();
   parser_.SetLastEventId(tracker_.checkpoint());
   LogLimited(warn, "rewinding to the checkpoint",

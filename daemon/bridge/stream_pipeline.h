@@ -72,10 +72,12 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   void Close();
   // A delivery report for one of this pipeline's records.
   void OnDelivery(uint64_t sequence, const sink::DeliveryReport& report);
-  // Forgets everything in flight and reconnects from the checkpoint after a backoff: the
-  // upstream replays what was lost (duplicates, never gaps).
-  // `producer_lost`: the producer was destroyed, so reports of earlier records never come.
-  void Rewind(const std::string& reason, bool producer_lost = false);
+  // Forgets the events from `from_sequence` on (all of them when nullopt) and reconnects from
+  // the checkpoint after a backoff, once the earlier ones have settled: the upstream replays
+  // what was lost (duplicates, never gaps). `producer_lost`: the producer was destroyed, so
+  // reports of earlier records never come.
+  void Rewind(const std::string& reason, std::optional<uint64_t> from_sequence = std::nullopt,
+              bool producer_lost = false);
   // Backpressure ended: read again if reading was withheld.
   void ResumeReading();
   // Retries records that librdkafka's queue refused; true when none are left.
@@ -122,7 +124,9 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   };
 
   // Registers the next event with the tracker; returns its sequence number.
-  uint64_t Register(std::string_view last_event_id, std::size_t bytes, bool needs_ack);
+  uint64_t Register(std::string_view last_event_id, std::size_t bytes, bool needs_ack) {
+    return tracker_.Add(last_event_id, bytes, needs_ack);
+  }
   void Connect();
   bool BuildRequest(http::HttpRequest* request, std::string* error);
   void ScheduleReconnect(std::chrono::milliseconds delay, ReconnectReason why, const std::string& reason);
@@ -133,6 +137,8 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   void Produce(const sink::BuiltRecord& record, uint64_t sequence);
   void Backlog(const sink::BuiltRecord& record, uint64_t token, int64_t timestamp_ms);
   void FinishFailedResponse(const http::TransferResult& result);
+  // `oversize: skip`: a record Kafka refuses as too large is logged, counted and passed over.
+  void SkipTooLarge(uint64_t sequence, std::string_view topic, const std::string& error);
   // A warning or error line, held back when the same message repeats too often.
   void LogLimited(spdlog::level::level_enum level, std::string_view message,
                   std::initializer_list<ops::LogField> fields);
@@ -150,13 +156,12 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   bool first_connect_ = true;
   bool reading_paused_ = false;     // OnBody answered kPause (backpressure)
   bool stop_marker_seen_ = false;   // stop_on_data matched in the current response
+  bool halted_ = false;             // a record was refused: produce nothing until the rewind
   http::TransferId transfer_ = 0;
   http::TimerId reconnect_timer_ = 0;
   http::TimerId idle_timer_ = 0;
   http::Clock::time_point next_attempt_at_{};
   http::Clock::time_point last_byte_at_{};
-  uint64_t next_sequence_ = 0;      // one past the newest sequence the tracker handed out
-  uint64_t rewind_floor_ = 0;       // reports for sequences below it belong to a rewound past
   uint64_t produced_unreported_ = 0;  // records queued in librdkafka, report still to come
 
   // The failed response being described in the log.

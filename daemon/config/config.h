@@ -48,6 +48,8 @@ struct TlsConfig {
 enum class KeyMode { kStream, kId, kEvent, kNone, kJsonPointer };
 enum class RecordFormat { kRaw, kCloudEventsBinary, kCloudEventsStructured, kEnvelope };
 enum class OnEnd { kReconnect, kStop };
+// What a record Kafka refuses as too large does: stall the stream (replaying it), or skip it.
+enum class OnOversize { kFail, kSkip };
 enum class HttpVersion { kAuto, kHttp1_1, kHttp2 };
 
 struct CloudEventsConfig {
@@ -96,6 +98,7 @@ struct StreamConfig {
   bool redirect_headers_keep = false;  // send configured headers across origins on redirect
   std::string last_event_id_param;     // also send the ID as this query parameter when set
   OnEnd on_end = OnEnd::kReconnect;
+  OnOversize oversize = OnOversize::kFail;
   std::optional<std::string> stop_on_data;  // end the stream at an event with exactly this data
 
   SourceLocation location;  // of the stream's entry in `streams`

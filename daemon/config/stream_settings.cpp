@@ -324,6 +324,10 @@ void ReadLastEventIdParam(YamlReader& reader, const Field& field, StreamSettings
   s.last_event_id_param = std::move(name);
 }
 
+void ReadOversize(YamlReader& reader, const Field& field, StreamSettings& s) {
+  s.oversize = reader.Choice<OnOversize>(field, {{"fail", OnOversize::kFail}, {"skip", OnOversize::kSkip}});
+}
+
 void ReadOnEnd(YamlReader& reader, const Field& field, StreamSettings& s) {
   s.on_end = reader.Choice<OnEnd>(field, {{"reconnect", OnEnd::kReconnect}, {"stop", OnEnd::kStop}});
 }
@@ -362,6 +366,7 @@ constexpr SettingRule kRules[] = {
     {"redirect_headers", ReadRedirectHeaders},
     {"last_event_id_param", ReadLastEventIdParam},
     {"on_end", ReadOnEnd},
+    {"oversize", ReadOversize},
     {"stop_on_data", ReadStopOnData},
 };
 
@@ -463,6 +468,7 @@ void ApplyStreamSettings(const StreamSettings& layer, StreamConfig& stream) {
   set(stream.redirect_headers_keep, layer.redirect_headers_keep);
   set(stream.last_event_id_param, layer.last_event_id_param);
   set(stream.on_end, layer.on_end);
+  set(stream.oversize, layer.oversize);
   if (layer.stop_on_data) stream.stop_on_data = layer.stop_on_data;
 }
 

@@ -53,6 +53,7 @@ struct StreamSettings {
   std::optional<bool> redirect_headers_keep;
   std::optional<std::string> last_event_id_param;
   std::optional<OnEnd> on_end;
+  std::optional<OnOversize> oversize;
   std::optional<std::string> stop_on_data;
 };
 

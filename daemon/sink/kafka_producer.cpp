@@ -310,7 +310,8 @@ ProduceResult KafkaProducer::Produce(const OutgoingRecord& record, std::string* 
   const rd_kafka_resp_err_t code = rd_kafka_error_code(failure);
   *error = std::string(rd_kafka_error_name(failure)) + ": " + rd_kafka_error_string(failure);
   rd_kafka_error_destroy(failure);
-  return code == RD_KAFKA_RESP_ERR__QUEUE_FULL ? ProduceResult::kQueueFull : ProduceResult::kRejected;
+  if (code == RD_KAFKA_RESP_ERR__QUEUE_FULL) return ProduceResult::kQueueFull;
+  return code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? ProduceResult::kTooLarge : ProduceResult::kRejected;
 }
 
 void KafkaProducer::DrainWakeupFd() const {
@@ -404,6 +405,8 @@ void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* mess
   report.partition = message->partition;
   report.offset = message->offset;
   report.topic = message->rkt != nullptr ? rd_kafka_topic_name(message->rkt) : "";
+  report.too_large = message->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+                     message->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
   report.size = message->len + message->key_len;
   self->handler_->OnDelivery(report);
 }

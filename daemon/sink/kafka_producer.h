@@ -46,7 +46,8 @@ struct OutgoingRecord {
 enum class ProduceResult {
   kQueued,     // a delivery report for `token` will come from Poll or Flush, exactly once
   kQueueFull,  // librdkafka's queue is full: nothing was queued; try again after Poll
-  kRejected,   // permanent for this record (too large, unknown topic, fatal producer state):
+  kTooLarge,   // larger than the producer's message.max.bytes: nothing was queued
+  kRejected,   // permanent for this record (unknown topic, fatal producer state):
                // nothing was queued and no report will come
 };
 
@@ -63,6 +64,7 @@ struct DeliveryReport {
   int64_t offset = -1;
   std::string_view topic;            // the record's topic
   std::size_t size = 0;              // the record's value + key bytes, as handed to Produce
+  bool too_large = false;            // the broker refused the record (or its batch) as too large
 };
 
 // What sse2kafka keeps of librdkafka's statistics (statistics.interval.ms): enough for metrics and

@@ -300,3 +300,53 @@ TEST(AckTrackerPropertyTest, RareIdsMatchTheModel) {
 
 }  // namespace
 }  // namespace sse2kafka::bridge
+
+namespace sse2kafka::bridge {
+namespace {
+
+TEST(AckTrackerRewindFromTest, EarlierEventsStillMoveTheCheckpointButNeverPastTheFailedOne) {
+  AckTracker tracker("0");
+  const uint64_t a = tracker.Add("1", 10, true);
+  const uint64_t b = tracker.Add("2", 10, true);  // its delivery fails
+  const uint64_t c = tracker.Add("3", 10, true);
+  tracker.RewindFrom(b);
+  EXPECT_TRUE(tracker.Pending(a));
+  EXPECT_FALSE(tracker.Pending(b));
+  EXPECT_FALSE(tracker.Pending(c));
+  EXPECT_EQ(tracker.in_flight_events(), 1u);
+  EXPECT_EQ(tracker.in_flight_bytes(), 10u);
+  EXPECT_FALSE(tracker.Ack(c));  // a stale report changes nothing
+  EXPECT_TRUE(tracker.Ack(a));
+  EXPECT_EQ(tracker.checkpoint(), "1");
+  // The replayed events register after the forgotten ones and move the checkpoint on.
+  const uint64_t b2 = tracker.Add("2", 10, true);
+  EXPECT_EQ(tracker.checkpoint(), "1");
+  EXPECT_TRUE(tracker.Ack(b2));
+  EXPECT_EQ(tracker.checkpoint(), "2");
+}
+
+TEST(AckTrackerRewindFromTest, FromTheOldestPendingEventIsAFullRewind) {
+  AckTracker tracker("0");
+  const uint64_t a = tracker.Add("1", 10, true);
+  tracker.Add("2", 10, true);
+  tracker.RewindFrom(a);
+  EXPECT_EQ(tracker.in_flight_events(), 0u);
+  EXPECT_FALSE(tracker.Pending(a));
+  EXPECT_EQ(tracker.checkpoint(), "0");
+  const uint64_t again = tracker.Add("1", 10, true);
+  EXPECT_TRUE(tracker.Ack(again));
+  EXPECT_EQ(tracker.checkpoint(), "1");
+}
+
+TEST(AckTrackerRewindFromTest, ForgottenEventsWithoutAckNeededDoNotLeakTheirIds) {
+  AckTracker tracker("0");
+  const uint64_t a = tracker.Add("1", 10, true);
+  const uint64_t b = tracker.Add("2", 10, true);
+  tracker.Add("3", 0, false);  // filtered, after the failed one
+  tracker.RewindFrom(b);
+  EXPECT_TRUE(tracker.Ack(a));
+  EXPECT_EQ(tracker.checkpoint(), "1");  // not "3": event 2 never landed
+}
+
+}  // namespace
+}  // namespace sse2kafka::bridge

@@ -509,7 +509,7 @@ TEST_F(KafkaProducerTest, FullQueueIsReportedAndNothingIsQueued) {
   EXPECT_LT(steady_clock::now() - start, milliseconds(5000));
 }
 
-TEST_F(KafkaProducerTest, OversizedRecordIsRejected) {
+TEST_F(KafkaProducerTest, OversizedRecordIsRefusedAsTooLarge) {
   auto producer = NewProducer({{"message.max.bytes", "1000"}});
   ASSERT_NE(producer, nullptr);
   const std::string value(5000, 'x');
@@ -517,7 +517,7 @@ TEST_F(KafkaProducerTest, OversizedRecordIsRejected) {
   record.topic = "oversized";
   record.value = value;
   std::string error;
-  EXPECT_EQ(producer->Produce(record, &error), ProduceResult::kRejected);
+  EXPECT_EQ(producer->Produce(record, &error), ProduceResult::kTooLarge);
   EXPECT_NE(error.find("MSG_SIZE_TOO_LARGE"), std::string::npos) << error;
   EXPECT_EQ(producer->outstanding(), 0u);
 }

@@ -110,6 +110,7 @@ StreamPipeline::StreamPipeline(config::StreamConfig config, uint32_t slot,
 StreamPipeline::~StreamPipeline() {
   CloseTransfer();
   host_.loop().Cancel(reconnect_timer_);
+  host_.loop().Cancel(rewind_timer_);
 }
 
 void StreamPipeline::Start() { Connect(); }
@@ -436,9 +437,12 @@ void StreamPipeline::Produce(const sink::BuiltRecord& record, uint64_t sequence)
       // Never skip it: replay from the checkpoint instead (after the current chunk). Events
       // after it in this chunk are not produced: they would land before it.
       halted_ = true;
-      host_.loop().ScheduleAfter(milliseconds(0), [this, error, token] {
-        Rewind("Kafka refused a record: " + error, PipelineHost::SequenceOf(token));
-      });
+      if (rewind_timer_ == 0) {
+        rewind_timer_ = host_.loop().ScheduleAfter(milliseconds(0), [this, error, token] {
+          rewind_timer_ = 0;
+          Rewind("Kafka refused a record: " + error, PipelineHost::SequenceOf(token));
+        });
+      }
       return;
   }
 }
@@ -556,6 +560,8 @@ void StreamPipeline::Rewind(const std::string& reason, std::optional<uint64_t> f
   if (state_ == StreamState::kClosed) return;
   ++stats_.rewinds;
   halted_ = false;
+  host_.loop().Cancel(rewind_timer_);  // this rewind covers the one it was going to do
+  rewind_timer_ = 0;
   CloseTransfer();
   parser_.EndOfStream();
   parser_.SetLastEventId(tracker_.checkpoint());

@@ -159,6 +159,7 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   bool halted_ = false;             // a record was refused: produce nothing until the rewind
   http::TransferId transfer_ = 0;
   http::TimerId reconnect_timer_ = 0;
+  http::TimerId rewind_timer_ = 0;  // a rewind after Kafka refused a record, still to run
   http::TimerId idle_timer_ = 0;
   http::Clock::time_point next_attempt_at_{};
   http::Clock::time_point last_byte_at_{};

@@ -101,16 +101,25 @@ void EventLoop::RunDueTimers() {
   // turn, so a timer that re-arms itself at zero delay cannot starve file descriptors.
   const Clock::time_point due = Clock::now();
   now_ = due;
+  // Ids from first_new on were scheduled by this pass's callbacks: they wait for the next turn
+  // even when already due (ScheduleAt(now())).
+  const TimerId first_new = next_timer_id_;
+  std::vector<Timer> scheduled_in_pass;
   while (!timer_heap_.empty() && !stopping_) {
     const Timer top = timer_heap_.top();
     if (top.when > due) break;
     timer_heap_.pop();
+    if (top.id >= first_new) {
+      scheduled_in_pass.push_back(top);
+      continue;
+    }
     auto it = timer_callbacks_.find(top.id);
     if (it == timer_callbacks_.end()) continue;
     TimerCallback callback = std::move(it->second);
     timer_callbacks_.erase(it);
     callback();
   }
+  for (const Timer& t : scheduled_in_pass) timer_heap_.push(t);
   armed_for_ = Clock::time_point::max();
   ArmTimerFd();
 }

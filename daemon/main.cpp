@@ -10,6 +10,7 @@
 #include "config/loader.h"
 #include "generated/version.h"
 #include "ops/log.h"
+#include "ops/signals.h"
 
 namespace {
 constexpr int kExitOk = 0;
@@ -18,6 +19,8 @@ constexpr int kExitUsage = 2;
 
 int main(int argc, char** argv) {
   using namespace sse2kafka;
+  // A stop or reload signal during start-up waits for the loop instead of killing the process.
+  ops::SignalReceiver::BlockSignals();
   std::string config_path, log_format, log_level;
   bool check = false, version = false;
   CLI::App app{"sse2kafka " SSE2KAFKA_VERSION ": republishes Server-Sent Events feeds to Kafka.\n"

@@ -9,16 +9,28 @@
 
 namespace sse2kafka::ops {
 
-std::unique_ptr<SignalReceiver> SignalReceiver::Create(std::string* error) {
+namespace {
+sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
-  if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) {
+  return set;
+}
+}  // namespace
+
+bool SignalReceiver::BlockSignals() {
+  const sigset_t set = HandledSignals();
+  return pthread_sigmask(SIG_BLOCK, &set, nullptr) == 0;
+}
+
+std::unique_ptr<SignalReceiver> SignalReceiver::Create(std::string* error) {
+  if (!BlockSignals()) {
     *error = "cannot block signals";
     return nullptr;
   }
+  const sigset_t set = HandledSignals();
   // A writer that goes away (a closed upstream socket) must be an error, not a process kill.
   std::signal(SIGPIPE, SIG_IGN);
   const int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

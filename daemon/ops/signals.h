@@ -11,8 +11,13 @@ enum class ProcessSignal { kTerminate, kInterrupt, kReload };
 
 class SignalReceiver {
  public:
-  // Blocks the three signals for the calling thread (call before starting other threads, so
-  // they inherit the mask) and opens a non-blocking signalfd for them.
+  // Blocks the three signals for the calling thread and the threads it starts later, so that
+  // one arriving before Create is kept pending instead of killing the process. Call it first
+  // thing in main(). False if the mask cannot be set.
+  static bool BlockSignals();
+
+  // Blocks the three signals (as BlockSignals) and opens a non-blocking signalfd for them;
+  // signals that arrived while blocked are read from it first.
   // nullptr with *error on failure.
   static std::unique_ptr<SignalReceiver> Create(std::string* error);
   ~SignalReceiver();

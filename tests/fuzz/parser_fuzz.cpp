@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "sse/parser.h"
+#include "support/reference_utf8_decode.h"
 
 namespace {
 
@@ -127,79 +128,9 @@ std::vector<std::string> Parse(std::string_view stream, const std::vector<std::s
   return listener.log;
 }
 
-// The reference: the standard's steps on a fully decoded response.
-std::string ReferenceDecode(std::string_view bytes) {
-  if (bytes.substr(0, 3) == "\xEF\xBB\xBF") bytes.remove_prefix(3);
-  std::string out;
-  auto emit = [&out](std::uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  };
-  std::uint32_t code_point = 0;
-  int seen = 0;
-  int needed = 0;
-  unsigned lower = 0x80;
-  unsigned upper = 0xBF;
-  std::size_t i = 0;
-  while (i < bytes.size()) {
-    const unsigned byte = static_cast<unsigned char>(bytes[i++]);
-    if (needed == 0) {
-      if (byte <= 0x7F) {
-        emit(byte);
-      } else if (byte >= 0xC2 && byte <= 0xDF) {
-        needed = 1;
-        code_point = byte & 0x1F;
-      } else if (byte >= 0xE0 && byte <= 0xEF) {
-        if (byte == 0xE0) lower = 0xA0;
-        if (byte == 0xED) upper = 0x9F;
-        needed = 2;
-        code_point = byte & 0xF;
-      } else if (byte >= 0xF0 && byte <= 0xF4) {
-        if (byte == 0xF0) lower = 0x90;
-        if (byte == 0xF4) upper = 0x8F;
-        needed = 3;
-        code_point = byte & 0x7;
-      } else {
-        emit(0xFFFD);
-      }
-      continue;
-    }
-    if (byte < lower || byte > upper) {
-      code_point = 0;
-      needed = 0;
-      seen = 0;
-      lower = 0x80;
-      upper = 0xBF;
-      --i;
-      emit(0xFFFD);
-      continue;
-    }
-    lower = 0x80;
-    upper = 0xBF;
-    code_point = (code_point << 6) | (byte & 0x3F);
-    if (++seen != needed) continue;
-    emit(code_point);
-    code_point = 0;
-    needed = 0;
-    seen = 0;
-  }
-  if (needed != 0) emit(0xFFFD);
-  return out;
-}
+using ::sse2kafka::test_support::ReferenceDecode;
 
+// The reference: the standard's steps on a fully decoded response.
 std::vector<std::string> Reference(std::string_view stream) {
   std::vector<std::string> log;
   std::string last_event_id;

@@ -1,4 +1,5 @@
 if(TARGET sse2kafka_sse)
   sse2kafka_unit_test(sse_parser_test ${CMAKE_CURRENT_LIST_DIR}/sse_parser_test.cpp)
   target_link_libraries(sse_parser_test PRIVATE sse2kafka_sse)
+  target_include_directories(sse_parser_test PRIVATE ${PROJECT_SOURCE_DIR}/tests/unit)
 endif()

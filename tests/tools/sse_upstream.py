@@ -764,6 +764,9 @@ class SSEUpstream:
                     self._last_sent_id[request.path] = n - 1
                     self._events_sent[request.path] = self._events_sent.get(request.path, 0) + (n - batch_first)
                 batch = bytearray()
+                # A client that keeps up never makes drain() wait: yield, or this connection
+                # would hold the loop and starve every other one.
+                await asyncio.sleep(0)
             batch_first = n
 
         while spec.end is None or n <= spec.end:

@@ -34,6 +34,8 @@ for s in $stages; do
       scripts/build.sh release
       stage "release tests"
       run_ctest build
+      stage "benchmark smoke (proves each scenario runs and lands its records; no timing asserted)"
+      bench/run.sh --smoke --build-dir build
       ;;
     deploy)
       # Uses build/ (the release stage's tree and its CPack config).

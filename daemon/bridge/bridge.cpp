@@ -98,8 +98,12 @@ void Bridge::StartStream(const config::StreamConfig& stream, std::optional<std::
 }
 
 sink::ProduceResult Bridge::Produce(const sink::OutgoingRecord& record, std::string* error) {
-  if (!producer_) return sink::ProduceResult::kQueueFull;  // being recreated: hold on
+  if (!producer_) {
+    maybe_waiting_ = true;
+    return sink::ProduceResult::kQueueFull;  // being recreated: hold on
+  }
   const sink::ProduceResult result = producer_->Produce(record, error);
+  if (result == sink::ProduceResult::kQueueFull) maybe_waiting_ = true;
   if (result != sink::ProduceResult::kQueued) return result;
   ++stats_.in_flight_events;
   stats_.in_flight_bytes += record.value.size() + (record.key ? record.key->size() : 0);
@@ -107,6 +111,7 @@ sink::ProduceResult Bridge::Produce(const sink::OutgoingRecord& record, std::str
       (stats_.in_flight_events >= config_.kafka.max_in_flight_events ||
        stats_.in_flight_bytes >= config_.kafka.max_in_flight_bytes)) {
     stats_.backpressured = true;
+    maybe_waiting_ = true;
     ++stats_.backpressure_episodes;
     ops::Log(warn, "", "Kafka is behind: pausing upstream reads",
              {{"in_flight_events", static_cast<int64_t>(stats_.in_flight_events)},
@@ -131,17 +136,13 @@ void Bridge::AfterDeliveries() {
     ops::Log(info, "", "Kafka caught up: resuming upstream reads",
              {{"in_flight_events", static_cast<int64_t>(stats_.in_flight_events)}});
   }
-  if (!stats_.backpressured && !resume_scheduled_) {
+  if (!stats_.backpressured && !resume_scheduled_ && maybe_waiting_) {
     // Resuming can deliver withheld bytes at once; do it outside the producer's callback.
-    bool any_waiting = false;
-    for (const auto& [slot, p] : pipelines_) any_waiting |= p->waiting_for_kafka();
-    if (any_waiting) {
-      resume_scheduled_ = true;
-      loop_.ScheduleAfter(milliseconds(0), [this] {
-        resume_scheduled_ = false;
-        ReleaseBackpressure();
-      });
-    }
+    resume_scheduled_ = true;
+    loop_.ScheduleAfter(milliseconds(0), [this] {
+      resume_scheduled_ = false;
+      ReleaseBackpressure();
+    });
   }
   CollectDrained();
   MaybeFinishShutdown();
@@ -153,9 +154,13 @@ void Bridge::ReleaseBackpressure() {
     if (!p->RetryBacklog()) return;  // librdkafka's queue is full again
     p->ResumeReading();
   }
+  maybe_waiting_ = false;
 }
 
 void Bridge::CollectDrained() {
+  // Walking every pipeline on every delivery batch would cost 10,000 checks per wakeup: only
+  // closed ones can drain, and they are few.
+  if (closed_pipelines_ == 0) return;
   for (auto it = pipelines_.begin(); it != pipelines_.end();) {
     StreamPipeline& p = *it->second;
     if (p.state() != StreamState::kClosed || !p.settled()) {
@@ -167,6 +172,7 @@ void Bridge::CollectDrained() {
     store_.Set(name, checkpoint);
     const bool replaced = active_.count(name) && active_[name] != p.slot();
     it = pipelines_.erase(it);
+    --closed_pipelines_;
     if (replaced || shutting_down_) continue;
     auto restart = restart_after_drain_.find(name);
     if (restart != restart_after_drain_.end()) {
@@ -192,6 +198,7 @@ void Bridge::Reload(config::Config next) {
       continue;
     }
     p.Close();
+    ++closed_pipelines_;
     if (w == wanted.end()) {
       ++removed;
       ops::Log(info, it->first, "stream removed by reload: stopping after in-flight events settle");
@@ -244,6 +251,7 @@ void Bridge::RecreateProducer(const std::string& reason) {
   producer_->Purge();
   producer_.reset();
   stats_.backpressured = true;  // nothing can be produced until a new producer exists
+  maybe_waiting_ = true;
   stats_.in_flight_events = 0;
   stats_.in_flight_bytes = 0;
   std::string error;
@@ -313,7 +321,10 @@ void Bridge::BeginShutdown(std::function<void()> on_stopped) {
   if (shutting_down_) return;
   shutting_down_ = true;
   on_stopped_ = std::move(on_stopped);
-  for (auto& [slot, p] : pipelines_) p->Close();
+  for (auto& [slot, p] : pipelines_) {
+    if (p->state() != StreamState::kClosed) ++closed_pipelines_;
+    p->Close();
+  }
   ops::Log(info, "", "stopping: upstream reads stopped, waiting for Kafka to confirm in-flight events",
            {{"in_flight_events", static_cast<int64_t>(stats_.in_flight_events)},
             {"flush_timeout_ms", static_cast<int64_t>(config_.kafka.flush_timeout.count())}});

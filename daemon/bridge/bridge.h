@@ -109,6 +109,10 @@ class Bridge final : public PipelineHost, public sink::DeliveryHandler {
   http::TimerId summary_timer_ = 0;
   http::TimerId shutdown_timer_ = 0;
   bool resume_scheduled_ = false;
+  // Some pipeline may be paused or hold a backlog: set whenever a produce cannot go through or
+  // backpressure starts, cleared once every pipeline was offered to resume.
+  bool maybe_waiting_ = false;
+  std::size_t closed_pipelines_ = 0;  // closed and not yet drained and removed
 };
 
 }  // namespace sse2kafka::bridge

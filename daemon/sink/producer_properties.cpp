@@ -136,6 +136,10 @@ PropertyList EffectiveProducerProperties(const ProducerSettings& settings) {
       // At least once without duplicates from librdkafka's own retries, in produce order.
       {"enable.idempotence", "true"},
       {"acks", "all"},
+      // No local timeout: a record waits for the broker however long it is away (backpressure
+      // bounds how many wait). A finite timeout fails the oldest records of an outage while
+      // younger ones still land, so their replay lands out of stream order.
+      {"message.timeout.ms", "0"},
   };
   effective.insert(effective.end(), settings.properties.begin(), settings.properties.end());
   if (!UserSetProperty(settings.properties, kQueueMessagesProperty)) {

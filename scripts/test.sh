@@ -59,8 +59,10 @@ for s in $stages; do
         corpus="tests/fuzz/corpus/$name"
         stage "fuzz $name for ${fuzz_seconds}s"
         work=$(mktemp -d)
+        # New inputs go to a scratch corpus; a crash is kept in build-fuzz/artifacts.
+        mkdir -p build-fuzz/artifacts
         "$target" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
-          -artifact_prefix="$work/" "$work" "$corpus" 2>&1 | tail -n 3
+          -artifact_prefix="build-fuzz/artifacts/$name-" "$work" "$corpus" 2>&1 | tail -n 3
         rm -rf "$work"
       done
       ;;

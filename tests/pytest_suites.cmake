@@ -1,0 +1,30 @@
+# Registers every test_*.py file of the calling folder as one ctest test named <label>.<file>,
+# run with Debian's pytest against the real sse2kafka binary and the test tools.
+# A file may set its ctest timeout (seconds) with a line "# ctest-timeout: N"; the default is 300.
+# ctest builds nothing: sse2kafka and the tools (tests/tools) are part of `all`.
+set(SSE2KAFKA_PYTHON /usr/bin/python3 CACHE FILEPATH
+    "Python with pytest for the e2e and reliability tests (Debian's, not a pyenv one without pytest)")
+
+function(sse2kafka_pytest_suite label)
+  if(TARGET sse2kafka)
+    set(bridge $<TARGET_FILE:sse2kafka>)
+  else()
+    set(bridge ${CMAKE_BINARY_DIR}/sse2kafka)
+  endif()
+  file(GLOB test_files CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/test_*.py)
+  foreach(test_file ${test_files})
+    get_filename_component(test_name ${test_file} NAME_WE)
+    set(timeout 300)
+    file(STRINGS ${test_file} timeout_line REGEX "^# ctest-timeout: [0-9]+" LIMIT_COUNT 1)
+    if(timeout_line)
+      string(REGEX REPLACE "^# ctest-timeout: ([0-9]+).*" "\\1" timeout "${timeout_line}")
+    endif()
+    add_test(NAME ${label}.${test_name}
+             COMMAND ${SSE2KAFKA_PYTHON} -m pytest -q -x -p no:cacheprovider -rA ${test_file}
+             WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+    set_tests_properties(${label}.${test_name} PROPERTIES
+      LABELS ${label}
+      TIMEOUT ${timeout}
+      ENVIRONMENT "SSE2KAFKA_BIN=${bridge};SSE2KAFKA_TOOLS_DIR=${CMAKE_BINARY_DIR}/tests/tools;PYTHONDONTWRITEBYTECODE=1")
+  endforeach()
+endfunction()

@@ -309,6 +309,7 @@ void Bridge::PeriodicSummary() {
               {"in_flight", static_cast<int64_t>(p.in_flight_events())},
               {"reconnects", static_cast<int64_t>(s.reconnects)},
               {"rewinds", static_cast<int64_t>(s.rewinds)},
+              {"replayed", static_cast<int64_t>(s.replayed)},
               {"filtered", static_cast<int64_t>(s.filtered)},
               {"oversized", static_cast<int64_t>(s.oversized)},
               {"checkpoint", p.checkpoint()},

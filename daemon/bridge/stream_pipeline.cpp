@@ -556,11 +556,13 @@ void StreamPipeline::SkipTooLarge(uint64_t sequence, std::string_view topic, con
 void StreamPipeline::Rewind(const std::string& reason, std::optional<uint64_t> from_sequence,
                             bool producer_lost) {
   if (producer_lost) produced_unreported_ = 0;
+  const std::size_t in_flight_before = tracker_.in_flight_events();
   if (from_sequence) {
     tracker_.RewindFrom(*from_sequence);
   } else {
     tracker_.Rewind();
   }
+  stats_.replayed += in_flight_before - tracker_.in_flight_events();
   backlog_.clear();
   // A closed stream replays nothing; what it did not deliver is replayed by its successor
   // from the checkpoint.

@@ -39,6 +39,9 @@ struct StreamStats {
   uint64_t reconnects = 0;        // attempts after the first
   uint64_t reconnects_by_reason[static_cast<int>(ReconnectReason::kCount)] = {};
   uint64_t rewinds = 0;
+  // Records handed to Kafka but not confirmed when the stream rewound: the upstream sends them
+  // again, so each may land twice (the duplicates a rewind can cause).
+  uint64_t replayed = 0;
   uint64_t key_fallbacks = 0;
   int64_t last_event_unix_ms = 0;
 };

@@ -291,6 +291,7 @@ TEST_F(StreamPipelineTest, FailedDeliveryRewindsAndReconnectsFromTheCheckpoint) 
   EXPECT_EQ(p.checkpoint(), "1");
   EXPECT_EQ(p.stats().rewinds, 1u);
   EXPECT_EQ(p.stats().delivery_errors, 1u);
+  EXPECT_EQ(p.stats().replayed, 2u) << "two and three were unconfirmed when the stream rewound";
   ASSERT_TRUE(RunUntil([&] { return server_->peer_closes() >= 1; })) << "the connection stayed open";
 
   // "three" is still in flight: the reconnect waits for its report so that Last-Event-ID

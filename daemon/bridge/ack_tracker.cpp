@@ -37,6 +37,11 @@ void AckTracker::Rewind() {
   in_flight_bytes_ = 0;
 }
 
+void AckTracker::ResetTo(std::string checkpoint) {
+  Rewind();
+  checkpoint_ = std::move(checkpoint);
+}
+
 void AckTracker::RewindFrom(uint64_t seq) {
   if (seq <= base_seq_) {
     Rewind();

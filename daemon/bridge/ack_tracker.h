@@ -41,6 +41,10 @@ class AckTracker {
   // the upstream sends them again. Their late acknowledgements are ignored. The checkpoint stays.
   void Rewind();
 
+  // Forgets every event, as Rewind does, and moves the checkpoint to `checkpoint`, which may be
+  // older: an aborted transaction took back what was delivered after it.
+  void ResetTo(std::string checkpoint);
+
   // Forgets `seq` and every later event, but keeps the earlier ones in flight: their
   // acknowledgements still move the checkpoint, up to the event before `seq` at most. Used when
   // the delivery of `seq` failed: what was produced before it may still land.

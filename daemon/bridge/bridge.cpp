@@ -2,15 +2,18 @@
 
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
 #include "ops/log.h"
+#include "sink/state_topic.h"
 
 namespace sse2kafka::bridge {
 
 using std::chrono::milliseconds;
 using spdlog::level::critical;
+using spdlog::level::debug;
 using spdlog::level::err;
 using spdlog::level::info;
 using spdlog::level::warn;
@@ -30,17 +33,39 @@ int64_t UnixMillisNow() {
 
 }  // namespace
 
-Bridge::Bridge(http::EventLoop& loop, http::HttpClient& http, state::CheckpointStore& store,
-               ProducerFactory make_producer, config::Config config)
+Bridge::Bridge(http::EventLoop& loop, http::HttpClient& http, state::CheckpointStore* store,
+               ProducerFactory make_producer, config::Config config, FleetHooks fleet)
     : loop_(loop), http_(http), store_(store), make_producer_(std::move(make_producer)),
-      config_(std::move(config)) {}
+      config_(std::move(config)), fleet_(std::move(fleet)) {
+  if (fleet_.state_partitions < 1) fleet_.state_partitions = 1;
+}
 
 Bridge::~Bridge() {
   loop_.Cancel(flush_timer_);
   loop_.Cancel(summary_timer_);
   loop_.Cancel(shutdown_timer_);
-  pipelines_.clear();  // before the producer: pipelines cancel their transfers
+  loop_.Cancel(membership_timer_);
+  loop_.SetStallObserver(milliseconds(0), nullptr);
+  pipelines_.clear();  // before the producers: pipelines cancel their transfers
+  partitions_.clear();
+  retired_transactions_.clear();
+  if (membership_) loop_.Unwatch(membership_->wakeup_fd());
   if (producer_) loop_.Unwatch(producer_->wakeup_fd());
+}
+
+int32_t Bridge::PartitionOf(std::string_view stream) const {
+  return kafka_state() ? sink::StatePartitionFor(stream, fleet_.state_partitions) : 0;
+}
+
+bool Bridge::PartitionHasStreams(int32_t partition) const {
+  return std::any_of(config_.streams.begin(), config_.streams.end(),
+                     [&](const config::StreamConfig& s) { return PartitionOf(s.name) == partition; });
+}
+
+std::string Bridge::PartitionList(const std::vector<int32_t>& partitions) const {
+  std::string list;
+  for (int32_t p : partitions) list += (list.empty() ? "" : ",") + std::to_string(p);
+  return list;
 }
 
 std::vector<std::string> Bridge::AllTopics() const {
@@ -70,7 +95,48 @@ bool Bridge::CreateProducer(std::string* error) {
 
 bool Bridge::Start(std::string* error) {
   if (!CreateProducer(error)) return false;
-  for (const auto& stream : config_.streams) StartStream(stream, store_.Get(stream.name));
+  if (!kafka_state()) {
+    partitions_[0].phase = OwnedPartition::Phase::kRunning;
+    for (const auto& stream : config_.streams) StartStream(stream, store_->Get(stream.name));
+  } else {
+    if (!exactly_once()) {
+      topic_checkpoints_ = std::make_unique<StateTopicCheckpoints>(
+          config_.state.topic, [this](std::string_view s) { return PartitionOf(s); }, fleet_.instance);
+    }
+    if (cluster()) {
+      membership_ = fleet_.join_group(error);
+      if (!membership_) return false;
+      loop_.Watch(membership_->wakeup_fd(), EPOLLIN, [this](uint32_t) { membership_->Poll(*this); });
+      PollMembership();
+      // A stall longer than this may have cost the group membership (see OnStall).
+      const auto threshold = std::max(milliseconds(1000), config_.cluster.session_timeout / 3);
+      loop_.SetStallObserver(threshold, [this](http::Clock::duration stalled) {
+        OnStall(std::chrono::duration_cast<milliseconds>(stalled));
+      });
+      ops::Log(info, "", "joining the group; streams start as partitions are assigned",
+               {{"group", config_.cluster.group}, {"state_topic", config_.state.topic}});
+    } else {
+      std::vector<int32_t> all;
+      for (int32_t p = 0; p < fleet_.state_partitions; ++p) all.push_back(p);
+      AcquirePartitions(all);
+      // Without a group nothing waits: read the checkpoints now, so a broken state topic
+      // fails the start.
+      if (!exactly_once()) {
+        std::string read_error;
+        auto checkpoints = fleet_.read_checkpoints(to_read_, &read_error);
+        if (!checkpoints) {
+          *error = "reading checkpoints from " + config_.state.topic + ": " + read_error;
+          return false;
+        }
+        to_read_.clear();
+        topic_checkpoints_->Load(*checkpoints);
+        for (auto& [p, owned] : partitions_) {
+          owned.phase = OwnedPartition::Phase::kRunning;
+          StartPartitionStreams(p, *checkpoints);
+        }
+      }
+    }
+  }
   if (config_.state.flush_interval.count() > 0) {
     flush_timer_ = loop_.ScheduleAfter(config_.state.flush_interval, [this] { PeriodicFlush(); });
   }
@@ -88,6 +154,13 @@ void Bridge::StartStream(const config::StreamConfig& stream, std::optional<std::
   StreamPipeline* raw = pipeline.get();
   pipelines_.emplace(slot, std::move(pipeline));
   active_[stream.name] = slot;
+  const int32_t partition = PartitionOf(stream.name);
+  partition_of_slot_[slot] = partition;
+  partitions_[partition].slots.insert(slot);
+  if (kafka_state()) {
+    ops::Log(info, stream.name, "stream acquired",
+             {{"partition", static_cast<int64_t>(partition)}, {"checkpoint", raw->checkpoint()}});
+  }
   if (!stream.resume) {
     ops::Log(info, stream.name, "resume: false: starting at the live edge");
   }
@@ -98,11 +171,24 @@ void Bridge::StartStream(const config::StreamConfig& stream, std::optional<std::
 }
 
 sink::ProduceResult Bridge::Produce(const sink::OutgoingRecord& record, std::string* error) {
-  if (!producer_) {
+  if (!producer_ || suspended_) {
     maybe_waiting_ = true;
-    return sink::ProduceResult::kQueueFull;  // being recreated: hold on
+    return sink::ProduceResult::kQueueFull;  // being recreated, or ownership being verified
   }
-  const sink::ProduceResult result = producer_->Produce(record, error);
+  sink::ProduceResult result;
+  if (exactly_once()) {
+    auto slot = partition_of_slot_.find(SlotOf(record.token));
+    auto owned = slot == partition_of_slot_.end() ? partitions_.end() : partitions_.find(slot->second);
+    if (owned == partitions_.end() || !owned->second.transaction) {
+      maybe_waiting_ = true;
+      return sink::ProduceResult::kQueueFull;
+    }
+    result = owned->second.transaction->Produce(record, error);
+    // A sealed partition resumes its own streams when its transaction ends (ResumePartition).
+    if (result == sink::ProduceResult::kQueueFull) return result;
+  } else {
+    result = producer_->Produce(record, error);
+  }
   if (result == sink::ProduceResult::kQueueFull) maybe_waiting_ = true;
   if (result != sink::ProduceResult::kQueued) return result;
   ++stats_.in_flight_events;
@@ -121,6 +207,14 @@ sink::ProduceResult Bridge::Produce(const sink::OutgoingRecord& record, std::str
 }
 
 void Bridge::OnDelivery(const sink::DeliveryReport& report) {
+  if (SlotOf(report.token) == 0) {
+    if (topic_checkpoints_) topic_checkpoints_->OnDelivery(SequenceOf(report.token), report.ok);
+    if (!report.ok) {
+      ops::Log(warn, "", "checkpoint record not delivered; writing it again",
+               {{"topic", report.topic}, {"error", std::string(report.error_name)}});
+    }
+    return;
+  }
   if (stats_.in_flight_events > 0) --stats_.in_flight_events;
   stats_.in_flight_bytes -= std::min(stats_.in_flight_bytes, report.size);
   auto it = pipelines_.find(SlotOf(report.token));
@@ -145,6 +239,7 @@ void Bridge::AfterDeliveries() {
     });
   }
   CollectDrained();
+  CheckReleases();
   MaybeFinishShutdown();
 }
 
@@ -169,8 +264,17 @@ void Bridge::CollectDrained() {
     }
     const std::string name = p.config().name;
     const std::string checkpoint = p.checkpoint();
-    store_.Set(name, checkpoint);
+    RecordCheckpoint(p);
     const bool replaced = active_.count(name) && active_[name] != p.slot();
+    auto partition = partition_of_slot_.find(p.slot());
+    if (partition != partition_of_slot_.end()) {
+      auto owned = partitions_.find(partition->second);
+      if (owned != partitions_.end() && owned->second.slots.erase(p.slot()) && kafka_state()) {
+        ops::Log(info, name, "stream released",
+                 {{"partition", static_cast<int64_t>(partition->second)}, {"checkpoint", checkpoint}});
+      }
+      partition_of_slot_.erase(partition);
+    }
     it = pipelines_.erase(it);
     --closed_pipelines_;
     if (replaced || shutting_down_) continue;
@@ -188,6 +292,7 @@ void Bridge::Reload(config::Config next) {
   std::map<std::string, const config::StreamConfig*> wanted;
   for (const auto& s : next.streams) wanted[s.name] = &s;
   int added = 0, removed = 0, restarted = 0, kept = 0;
+  std::vector<std::string> to_start;
   // Removed and changed streams: stop reading; they leave once their deliveries settle.
   for (auto it = active_.begin(); it != active_.end();) {
     StreamPipeline& p = *pipelines_.at(it->second);
@@ -223,14 +328,51 @@ void Bridge::Reload(config::Config next) {
       continue;
     }
     ++added;
-    StartStream(s, store_.Get(s.name));
+    to_start.push_back(s.name);
   }
   if (next.kafka != config_.kafka) {
     ops::Log(warn, "", "kafka settings changed: they apply at the next start");
   }
+  if (next.state != config_.state || next.delivery != config_.delivery ||
+      next.transaction != config_.transaction || next.cluster != config_.cluster) {
+    ops::Log(warn, "", "state, delivery, transaction and cluster settings changed: they apply at the next start");
+  }
   const config::KafkaConfig kafka = config_.kafka;
+  const config::StateConfig state = config_.state;
+  const config::Delivery delivery = config_.delivery;
+  const config::TransactionConfig transaction = config_.transaction;
+  const config::ClusterConfig cluster_config = config_.cluster;
   config_ = std::move(next);
   config_.kafka = kafka;
+  config_.state = state;
+  config_.delivery = delivery;
+  config_.transaction = transaction;
+  config_.cluster = cluster_config;
+  // New streams start where their partition is owned and running; a partition that is still
+  // being acquired starts them when it is ready.
+  for (const std::string& name : to_start) {
+    const config::StreamConfig* stream = nullptr;
+    for (const auto& s : config_.streams) if (s.name == name) stream = &s;
+    if (!stream) continue;
+    const int32_t partition = PartitionOf(name);
+    auto owned = partitions_.find(partition);
+    if (owned == partitions_.end() || owned->second.phase != OwnedPartition::Phase::kRunning) continue;
+    if (!kafka_state()) {
+      StartStream(*stream, store_->Get(name));
+    } else if (!exactly_once()) {
+      StartStream(*stream, topic_checkpoints_->Get(name));
+    } else if (owned->second.transaction) {
+      auto committed = owned->second.transaction->committed().find(name);
+      StartStream(*stream, committed == owned->second.transaction->committed().end()
+                               ? std::nullopt
+                               : std::optional<std::string>(committed->second));
+    } else {
+      // The partition had no stream, hence no transactional producer yet.
+      owned->second.phase = OwnedPartition::Phase::kPreparing;
+      AcquirePartitions({partition});
+    }
+  }
+
   ops::Log(info, "", "config reloaded",
            {{"added", added}, {"removed", removed}, {"restarted", restarted}, {"unchanged", kept}});
   CollectDrained();
@@ -246,14 +388,20 @@ void Bridge::OnFatalError(const std::string& reason) {
 void Bridge::RecreateProducer(const std::string& reason) {
   if (!producer_) return;
   ++stats_.fatal_producer_resets;
-  for (auto& [slot, p] : pipelines_) p->Rewind("Kafka producer failed: " + reason, std::nullopt, true);
+  // Exactly-once events go through the partitions' own producers; this one only warms metadata.
+  if (!exactly_once()) {
+    for (auto& [slot, p] : pipelines_) p->Rewind("Kafka producer failed: " + reason, std::nullopt, true);
+  }
+  if (topic_checkpoints_) topic_checkpoints_->ProducerLost();
   loop_.Unwatch(producer_->wakeup_fd());
   producer_->Purge();
   producer_.reset();
   stats_.backpressured = true;  // nothing can be produced until a new producer exists
   maybe_waiting_ = true;
-  stats_.in_flight_events = 0;
-  stats_.in_flight_bytes = 0;
+  if (!exactly_once()) {
+    stats_.in_flight_events = 0;
+    stats_.in_flight_bytes = 0;
+  }
   std::string error;
   if (!CreateProducer(&error)) {
     ops::Log(err, "", "cannot create a new Kafka producer; retrying in 5s", {{"error", error}});
@@ -279,13 +427,44 @@ void Bridge::RecreateProducerLater(const std::string& reason) {
   });
 }
 
-bool Bridge::PersistCheckpoints(std::string* error) {
-  for (const auto& [slot, p] : pipelines_) {
-    const std::string& checkpoint = p->checkpoint();
-    const auto stored = store_.Get(p->config().name);
-    if (!stored || *stored != checkpoint) store_.Set(p->config().name, checkpoint);
+void Bridge::RecordCheckpoint(const StreamPipeline& pipeline) {
+  const std::string& name = pipeline.config().name;
+  if (!kafka_state()) {
+    const auto stored = store_->Get(name);
+    if (!stored || *stored != pipeline.checkpoint()) store_->Set(name, pipeline.checkpoint());
+    return;
   }
-  return store_.Flush(error);
+  // Only a partition this instance still owns may have its checkpoints written.
+  auto partition = partition_of_slot_.find(pipeline.slot());
+  if (partition == partition_of_slot_.end()) return;
+  auto owned = partitions_.find(partition->second);
+  if (owned == partitions_.end() || !owned->second.slots.count(pipeline.slot())) return;
+  if (exactly_once()) {
+    owned->second.departed[name] = pipeline.checkpoint();  // committed with the next transaction
+  } else {
+    topic_checkpoints_->Set(name, pipeline.checkpoint());
+  }
+}
+
+bool Bridge::PersistCheckpoints(std::string* error) {
+  if (suspended_) return true;  // ownership unconfirmed: write nothing
+  if (kafka_state() && exactly_once()) return true;  // transactions carry the checkpoints
+  for (const auto& [slot, p] : pipelines_) {
+    if (p->state() == StreamState::kClosed && !p->settled()) continue;  // written once drained
+    RecordCheckpoint(*p);
+  }
+  if (!kafka_state()) return store_->Flush(error);
+  if (!producer_) return true;  // written once a producer exists again
+  topic_checkpoints_->Flush([this](const sink::OutgoingRecord& r, std::string* e) { return producer_->Produce(r, e); });
+  if (shutting_down_ && on_stopped_ == nullptr) {
+    // After the stop: the loop is not running, so wait for the confirmations here.
+    producer_->Flush(config_.kafka.flush_timeout, *this);
+    if (!topic_checkpoints_->Settled()) {
+      *error = "the state topic did not confirm every checkpoint within kafka.flush_timeout";
+      return false;
+    }
+  }
+  return true;
 }
 
 void Bridge::PeriodicFlush() {
@@ -342,11 +521,372 @@ void Bridge::BeginShutdown(std::function<void()> on_stopped) {
 
 void Bridge::MaybeFinishShutdown() {
   if (!shutting_down_ || !on_stopped_ || stats_.in_flight_events > 0) return;
+  if (kafka_state() && exactly_once()) {
+    // Every event is delivered: commit each partition's last transaction with the final
+    // checkpoints.
+    for (auto& [partition, owned] : partitions_) {
+      if (!owned.transaction || owned.finishing) continue;
+      owned.finishing = true;
+      ++finishing_transactions_;
+      owned.transaction->Finish([this](bool) {
+        loop_.ScheduleAfter(milliseconds(0), [this] {
+          --finishing_transactions_;
+          MaybeFinishShutdown();
+        });
+      });
+    }
+    if (finishing_transactions_ > 0) return;
+  } else if (kafka_state()) {
+    std::string error;
+    PersistCheckpoints(&error);
+    if (!topic_checkpoints_->Settled()) return;  // their reports call again
+  }
   loop_.Cancel(shutdown_timer_);
   shutdown_timer_ = 0;
   auto done = std::move(on_stopped_);
   on_stopped_ = nullptr;
   done();
+}
+
+// ---- Partition ownership (Kafka state backend) ----
+
+void Bridge::AcquirePartitions(const std::vector<int32_t>& partitions) {
+  for (int32_t partition : partitions) {
+    OwnedPartition& owned = partitions_[partition];
+    owned.phase = OwnedPartition::Phase::kPreparing;
+    if (exactly_once() && !PartitionHasStreams(partition)) {
+      // No stream, no transactional producer: one is created if a reload adds a stream.
+      owned.phase = OwnedPartition::Phase::kRunning;
+      continue;
+    }
+    if (exactly_once() && !owned.transaction) {
+      std::string error;
+      std::unique_ptr<sink::KafkaProducer> producer = fleet_.make_transactional_producer(partition, &error);
+      if (!producer) {
+        if (fleet_.fail) fleet_.fail("cannot create the transactional producer of state partition " +
+                                     std::to_string(partition) + ": " + error);
+        return;
+      }
+      // Without this the first record of every topic waits for a metadata refresh.
+      std::vector<std::string> topics = AllTopics();
+      topics.push_back(config_.state.topic);
+      producer->WarmUp(topics, milliseconds(1000));
+      PartitionTransaction::Options options;
+      options.partition = partition;
+      options.state_topic = config_.state.topic;
+      options.instance = fleet_.instance;
+      options.interval = config_.transaction.interval;
+      options.max_events = config_.transaction.max_events;
+      owned.transaction = std::make_unique<PartitionTransaction>(options, std::move(producer), *this);
+      owned.transaction->Start();  // OnTransactionsReady queues the read
+      continue;
+    }
+    to_read_.push_back(partition);
+  }
+  stats_.owned_partitions = partitions_.size();
+  if (!to_read_.empty() && !read_scheduled_) {
+    read_scheduled_ = true;
+    loop_.ScheduleAfter(milliseconds(0), [this] { ReadReadyPartitions(); });
+  }
+}
+
+void Bridge::OnTransactionsReady(int32_t partition) {
+  to_read_.push_back(partition);
+  if (!read_scheduled_) {
+    // Partitions that become ready together are read together.
+    read_scheduled_ = true;
+    loop_.ScheduleAfter(milliseconds(0), [this] { ReadReadyPartitions(); });
+  }
+}
+
+void Bridge::ReadReadyPartitions() {
+  read_scheduled_ = false;
+  std::vector<int32_t> partitions;
+  for (int32_t p : to_read_) {
+    auto owned = partitions_.find(p);
+    if (owned != partitions_.end() && owned->second.phase == OwnedPartition::Phase::kPreparing) {
+      partitions.push_back(p);
+    }
+  }
+  to_read_.clear();
+  if (partitions.empty() || shutting_down_) return;
+  std::string error;
+  auto checkpoints = fleet_.read_checkpoints(partitions, &error);
+  if (!checkpoints) {
+    ops::Log(err, "", "cannot read checkpoints from the state topic; retrying in 1s",
+             {{"partitions", PartitionList(partitions)}, {"error", error}});
+    to_read_.insert(to_read_.end(), partitions.begin(), partitions.end());
+    read_scheduled_ = true;
+    loop_.ScheduleAfter(milliseconds(1000), [this] { ReadReadyPartitions(); });
+    return;
+  }
+  if (topic_checkpoints_) topic_checkpoints_->Load(*checkpoints);
+  for (int32_t p : partitions) StartPartitionStreams(p, *checkpoints);
+}
+
+void Bridge::StartPartitionStreams(int32_t partition, const std::map<std::string, std::string>& checkpoints) {
+  auto owned = partitions_.find(partition);
+  if (owned == partitions_.end()) return;
+  owned->second.phase = OwnedPartition::Phase::kRunning;
+  if (owned->second.transaction) {
+    std::map<std::string, std::string> committed;
+    for (const auto& [stream, id] : checkpoints) {
+      if (PartitionOf(stream) == partition) committed.emplace(stream, id);
+    }
+    owned->second.transaction->SetCommitted(std::move(committed));
+  }
+  for (const auto& stream : config_.streams) {
+    if (PartitionOf(stream.name) != partition || active_.count(stream.name)) continue;
+    bool draining = false;
+    for (const auto& [slot, p] : pipelines_) draining |= p->config().name == stream.name;
+    if (draining) {
+      // A pipeline of the same stream from an earlier ownership still settles: start after it.
+      restart_after_drain_[stream.name] = stream;
+      continue;
+    }
+    auto checkpoint = checkpoints.find(stream.name);
+    StartStream(stream, checkpoint == checkpoints.end() ? std::nullopt
+                                                        : std::optional<std::string>(checkpoint->second));
+  }
+}
+
+void Bridge::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
+  stats_.ownership_changes += partitions.size();
+  ops::Log(info, "", "partitions assigned",
+           {{"partitions", PartitionList(partitions)}, {"group", config_.cluster.group}});
+  if (shutting_down_) return;
+  AcquirePartitions(partitions);
+}
+
+void Bridge::OnPartitionsRevoked(const std::vector<int32_t>& partitions, bool lost) {
+  stats_.ownership_changes += partitions.size();
+  ops::Log(lost ? warn : info, "", "partitions revoked",
+           {{"partitions", PartitionList(partitions)}, {"lost", lost}});
+  if (lost) {
+    DropPartitions(partitions, "partition lost");
+  } else {
+    ReleasePartitions(partitions);
+  }
+}
+
+void Bridge::OnMembershipError(const std::string& error, bool fatal) {
+  ops::Log(fatal ? critical : warn, "", "consumer group error", {{"error", error}});
+  if (fatal && fleet_.fail) fleet_.fail("consumer group: " + error);
+}
+
+void Bridge::ReleasePartitions(const std::vector<int32_t>& partitions) {
+  for (int32_t partition : partitions) {
+    auto owned = partitions_.find(partition);
+    if (owned == partitions_.end()) {
+      membership_->Release({partition});
+      continue;
+    }
+    owned->second.phase = OwnedPartition::Phase::kReleasing;
+    for (uint32_t slot : owned->second.slots) {
+      StreamPipeline& p = *pipelines_.at(slot);
+      if (p.state() != StreamState::kClosed) {
+        ++closed_pipelines_;
+        p.Close();
+      }
+      auto active = active_.find(p.config().name);
+      if (active != active_.end() && active->second == slot) active_.erase(active);
+      restart_after_drain_.erase(p.config().name);
+    }
+  }
+  CollectDrained();
+  CheckReleases();
+}
+
+void Bridge::CheckReleases() {
+  std::vector<int32_t> done;
+  for (auto& [partition, owned] : partitions_) {
+    if (owned.phase != OwnedPartition::Phase::kReleasing || !owned.slots.empty()) continue;
+    if (owned.transaction) {
+      if (owned.finishing) continue;
+      owned.finishing = true;
+      const int32_t p = partition;
+      owned.transaction->Finish([this, p](bool) {
+        loop_.ScheduleAfter(milliseconds(0), [this, p] { FinishRelease(p); });
+      });
+      continue;
+    }
+    if (topic_checkpoints_) {
+      std::string error;
+      PersistCheckpoints(&error);
+      if (!topic_checkpoints_->Settled(partition)) continue;  // its reports call again
+    }
+    done.push_back(partition);
+  }
+  for (int32_t p : done) FinishRelease(p);
+}
+
+void Bridge::FinishRelease(int32_t partition) {
+  auto owned = partitions_.find(partition);
+  if (owned == partitions_.end()) return;
+  DropTransaction(owned->second);
+  partitions_.erase(owned);
+  stats_.owned_partitions = partitions_.size();
+  if (membership_) membership_->Release({partition});
+  ops::Log(info, "", "partitions released", {{"partitions", std::to_string(partition)}});
+}
+
+void Bridge::DropTransaction(OwnedPartition& owned) {
+  if (!owned.transaction) return;
+  // Records it still holds get no report now: take them out of the process-wide count.
+  stats_.in_flight_events -= std::min(stats_.in_flight_events, owned.transaction->events_in_flight());
+  stats_.in_flight_bytes -= std::min(stats_.in_flight_bytes, owned.transaction->event_bytes_in_flight());
+  for (uint32_t slot : owned.slots) {
+    auto p = pipelines_.find(slot);
+    if (p != pipelines_.end()) p->second->Rewind("partition given up", std::nullopt, /*producer_lost=*/true);
+  }
+  // Not from inside its own callbacks: destroyed from the loop (or with the bridge).
+  retired_transactions_.push_back(std::move(owned.transaction));
+  if (retired_transactions_.size() == 1) {
+    loop_.ScheduleAfter(milliseconds(0), [this] { retired_transactions_.clear(); });
+  }
+}
+
+void Bridge::DropPartitions(const std::vector<int32_t>& partitions, const std::string& why) {
+  for (int32_t partition : partitions) {
+    auto owned = partitions_.find(partition);
+    if (owned == partitions_.end()) continue;
+    for (uint32_t slot : owned->second.slots) {
+      StreamPipeline& p = *pipelines_.at(slot);
+      if (p.state() != StreamState::kClosed) {
+        ++closed_pipelines_;
+        p.Close();
+      }
+      auto active = active_.find(p.config().name);
+      if (active != active_.end() && active->second == slot) active_.erase(active);
+      restart_after_drain_.erase(p.config().name);
+      ops::Log(warn, p.config().name, "stream dropped without writing its checkpoint",
+               {{"partition", static_cast<int64_t>(partition)}, {"reason", why}});
+    }
+    DropTransaction(owned->second);
+    if (topic_checkpoints_) topic_checkpoints_->DropPartition(partition);
+    partitions_.erase(owned);
+  }
+  stats_.owned_partitions = partitions_.size();
+  CollectDrained();
+}
+
+std::vector<std::pair<std::string, std::string>> Bridge::CurrentCheckpoints(int32_t partition) {
+  std::vector<std::pair<std::string, std::string>> checkpoints;
+  auto owned = partitions_.find(partition);
+  if (owned == partitions_.end()) return checkpoints;
+  std::set<std::string> seen;
+  for (uint32_t slot : owned->second.slots) {
+    const StreamPipeline& p = *pipelines_.at(slot);
+    if (seen.insert(p.config().name).second) checkpoints.emplace_back(p.config().name, p.checkpoint());
+  }
+  for (const auto& [stream, checkpoint] : owned->second.departed) {
+    if (seen.insert(stream).second) checkpoints.emplace_back(stream, checkpoint);
+  }
+  return checkpoints;
+}
+
+void Bridge::OnTransactionalDelivery(const sink::DeliveryReport& report) {
+  OnDelivery(report);
+}
+
+void Bridge::OnTransactionCommitted(int32_t partition) {
+  ++stats_.transactions_committed;
+  auto owned = partitions_.find(partition);
+  if (owned == partitions_.end()) return;
+  const auto& committed = owned->second.transaction->committed();
+  for (auto it = owned->second.departed.begin(); it != owned->second.departed.end();) {
+    auto c = committed.find(it->first);
+    it = c != committed.end() && c->second == it->second ? owned->second.departed.erase(it) : std::next(it);
+  }
+  ResumePartition(partition);
+}
+
+void Bridge::ResumePartition(int32_t partition) {
+  auto owned = partitions_.find(partition);
+  if (owned == partitions_.end()) return;
+  for (uint32_t slot : owned->second.slots) {
+    if (stats_.backpressured || suspended_) return;
+    StreamPipeline& p = *pipelines_.at(slot);
+    if (!p.RetryBacklog()) return;
+    p.ResumeReading();
+  }
+}
+
+void Bridge::OnTransactionAborted(int32_t partition, const std::string& reason) {
+  ++stats_.transactions_aborted;
+  auto owned = partitions_.find(partition);
+  if (owned == partitions_.end() || !owned->second.transaction) return;
+  const auto& committed = owned->second.transaction->committed();
+  for (uint32_t slot : owned->second.slots) {
+    StreamPipeline& p = *pipelines_.at(slot);
+    auto c = committed.find(p.config().name);
+    p.RewindTo(c == committed.end() ? std::string() : c->second, "transaction aborted: " + reason);
+  }
+  owned->second.departed.clear();  // their successors replay from the committed checkpoints
+  CollectDrained();
+  CheckReleases();
+}
+
+void Bridge::OnPartitionFenced(int32_t partition, bool fenced, const std::string& reason) {
+  ops::Log(critical, "", fenced ? "partition fenced" : "transactional producer failed",
+           {{"partition", static_cast<int64_t>(partition)}, {"error", reason}});
+  DropPartitions({partition}, fenced ? "fenced by a newer owner" : "transactional producer failed");
+  // A fenced instance must not go on as if it owned anything; the service manager restarts it
+  // and it rejoins with a clean slate.
+  if (fleet_.fail) {
+    fleet_.fail(std::string(fenced ? "fenced: another instance owns state partition "
+                                   : "the transactional producer of state partition ") +
+                std::to_string(partition) + (fenced ? "" : " failed") + ": " + reason);
+  }
+}
+
+void Bridge::PollMembership() {
+  if (membership_) membership_->Poll(*this);
+  // librdkafka needs regular polls even when its fd stays quiet (max.poll.interval.ms), and the
+  // stall observer needs a timer to measure lateness against.
+  membership_timer_ = loop_.ScheduleAfter(milliseconds(500), [this] { PollMembership(); });
+}
+
+void Bridge::OnStall(milliseconds stalled) {
+  if (suspended_ || partitions_.empty() || shutting_down_) return;
+  suspended_ = true;
+  ops::Log(warn, "", "suspended: checking group membership before writing",
+           {{"stalled_ms", static_cast<int64_t>(stalled.count())}});
+  loop_.ScheduleAfter(milliseconds(0), [this] { CheckMembership(); });
+}
+
+void Bridge::CheckMembership() {
+  if (!suspended_) return;
+  if (partitions_.empty() || !membership_) {
+    suspended_ = false;
+    return;
+  }
+  switch (membership_->CheckGeneration(milliseconds(3000))) {
+    case sink::GroupMembership::GenerationCheck::kCurrent:
+      suspended_ = false;
+      ops::Log(info, "", "membership confirmed");
+      maybe_waiting_ = true;
+      AfterDeliveries();
+      return;
+    case sink::GroupMembership::GenerationCheck::kStale: {
+      std::vector<int32_t> owned;
+      for (const auto& [p, o] : partitions_) owned.push_back(p);
+      ops::Log(warn, "", "membership lost: dropping streams", {{"partitions", PartitionList(owned)}});
+      DropPartitions(owned, "membership lost while suspended");
+      suspended_ = false;
+      return;
+    }
+    case sink::GroupMembership::GenerationCheck::kUnknown:
+      loop_.ScheduleAfter(milliseconds(500), [this] { CheckMembership(); });
+      return;
+  }
+}
+
+void Bridge::LeaveGroup() {
+  if (!membership_) return;
+  loop_.Cancel(membership_timer_);
+  membership_timer_ = 0;
+  membership_->Leave(milliseconds(5000));
 }
 
 std::chrono::milliseconds Bridge::kafka_stats_interval() const {

@@ -42,6 +42,11 @@ ops::MetricsSnapshot TakeMetricsSnapshot(const Bridge& bridge, uint64_t loop_tur
   p.backpressure_episodes = b.backpressure_episodes;
   p.fatal_producer_resets = b.fatal_producer_resets;
   p.stopping = stopping;
+  p.fleet = bridge.fleet();
+  p.owned_partitions = b.owned_partitions;
+  p.ownership_changes = b.ownership_changes;
+  p.transactions_committed = b.transactions_committed;
+  p.transactions_aborted = b.transactions_aborted;
   p.kafka_stats_interval = bridge.kafka_stats_interval();
   if (const auto* kafka = bridge.producer_stats()) {
     ops::KafkaStatsMetrics k;
@@ -88,6 +93,7 @@ ops::MetricsSnapshot TakeMetricsSnapshot(const Bridge& bridge, uint64_t loop_tur
     m.paused = pipeline.waiting_for_kafka();
     snapshot.streams.push_back(std::move(m));
   });
+  p.owned_streams = snapshot.streams.size();
   return snapshot;
 }
 

@@ -22,6 +22,10 @@ class PipelineHost {
   // True while the events or bytes in flight are over the configured limit: pipelines stop
   // reading until the host calls StreamPipeline::ResumeReading.
   virtual bool backpressured() const = 0;
+  // True when records go into Kafka transactions (exactly-once): a failed delivery then dooms the
+  // whole transaction, so the pipeline does not rewind by itself; the host aborts and calls
+  // StreamPipeline::RewindTo with the last committed checkpoint.
+  virtual bool transactional() const { return false; }
   // The pipeline's delivery tokens carry its slot in the high bits.
   static uint64_t Token(uint32_t slot, uint64_t sequence) {
     return (static_cast<uint64_t>(slot) << kSequenceBits) | (sequence & kSequenceMask);

@@ -2,12 +2,16 @@
 
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "bridge/metrics_snapshot.h"
 #include "config/loader.h"
 #include "ops/log.h"
+#include "sink/client_properties.h"
+#include "sink/group_membership.h"
 #include "sink/kafka_producer.h"
 #include "sink/producer_properties.h"
+#include "sink/state_topic.h"
 
 namespace sse2kafka::bridge {
 
@@ -19,6 +23,14 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr std::chrono::milliseconds kMetricsInterval{1000};
+constexpr std::chrono::milliseconds kStateTopicTimeout{30000};
+
+// "<host>/<pid>": which process wrote a checkpoint record.
+std::string InstanceName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+  return std::string(host[0] ? host : "unknown") + "/" + std::to_string(getpid());
+}
 }  // namespace
 
 config::LoadResult LoadConfig(const std::string& path) {
@@ -59,14 +71,6 @@ int Runner::Run() {
   std::string error;
   signals_ = ops::SignalReceiver::Create(&error);  // before any thread starts: they inherit the mask
   if (!signals_) return Fail(error);
-  state::CheckpointStore::Options store_options;
-  store_options.dir = config_.state.dir;
-  store_options.reset_on_corrupt = config_.state.on_corrupt == config::OnCorrupt::kReset;
-  std::vector<std::string> warnings;
-  store_ = state::CheckpointStore::Open(store_options, &error, &warnings);
-  if (!store_) return Fail("state dir " + config_.state.dir + ": " + error);
-  for (const auto& w : warnings) ops::Log(warn, "", w);
-
   std::string brokers = config_.kafka.brokers;
   if (brokers == "embedded") {
     embedded_ = sink::EmbeddedCluster::Start(1, &error);
@@ -74,6 +78,18 @@ int Runner::Run() {
     brokers = embedded_->bootstrap_servers();
     ops::Log(warn, "", "kafka.brokers: embedded: using an in-memory Kafka cluster for trying out (records are lost at exit)",
              {{"bootstrap_servers", brokers}});
+  }
+  FleetHooks fleet;
+  if (config_.state.backend == config::StateBackend::kFile) {
+    state::CheckpointStore::Options store_options;
+    store_options.dir = config_.state.dir;
+    store_options.reset_on_corrupt = config_.state.on_corrupt == config::OnCorrupt::kReset;
+    std::vector<std::string> warnings;
+    store_ = state::CheckpointStore::Open(store_options, &error, &warnings);
+    if (!store_) return Fail("state dir " + config_.state.dir + ": " + error);
+    for (const auto& w : warnings) ops::Log(warn, "", w);
+  } else if (!PrepareFleet(brokers, &fleet, &error)) {
+    return Fail(error);
   }
   loop_ = http::EventLoop::Create(&error);
   if (!loop_) return Fail(error);
@@ -85,10 +101,19 @@ int Runner::Run() {
   settings.properties = config_.kafka.properties;
   settings.max_in_flight_events = config_.kafka.max_in_flight_events;
   settings.max_in_flight_bytes = config_.kafka.max_in_flight_bytes;
+  if (config_.delivery == config::Delivery::kExactlyOnce) {
+    const std::string prefix = config_.cluster.group.empty() ? "sse2kafka" : config_.cluster.group;
+    fleet.make_transactional_producer = [settings, prefix](int32_t partition, std::string* e) {
+      sink::ProducerSettings transactional = settings;
+      transactional.transactional_id = prefix + "-" + std::to_string(partition);
+      return sink::KafkaProducer::Create(transactional, e);
+    };
+  }
   bridge_ = std::make_unique<Bridge>(
-      *loop_, *http_, *store_,
-      [settings](std::string* e) { return sink::KafkaProducer::Create(settings, e); }, config_);
-  if (!bridge_->Start(&error)) return Fail("Kafka producer: " + error);
+      *loop_, *http_, store_.get(),
+      [settings](std::string* e) { return sink::KafkaProducer::Create(settings, e); }, config_,
+      std::move(fleet));
+  if (!bridge_->Start(&error)) return Fail("cannot start: " + error);
 
   PublishMetrics();
   if (!config_.admin.listen.empty()) {
@@ -99,12 +124,57 @@ int Runner::Run() {
   StartWatchdog();
   notifier_.Ready(std::to_string(config_.streams.size()) + " streams");
   if (!loop_->Run()) return Fail("event loop failed");
+  if (failure_) return Fail(*failure_);
 
   if (!bridge_->PersistCheckpoints(&error)) {
     return Fail("cannot write checkpoints at exit: " + error);
   }
+  bridge_->LeaveGroup();
   ops::Log(info, "", "stopped");
   return kExitOk;
+}
+
+bool Runner::PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::string* error) {
+  sink::StateTopicSettings topic;
+  topic.bootstrap_servers = brokers;
+  topic.properties = sink::CommonClientProperties(config_.kafka.properties);
+  topic.topic = config_.state.topic;
+  topic.partitions = config_.state.partitions;
+  topic.replication_factor = config_.state.replication_factor;
+  if (embedded_) {
+    // The in-process cluster has no CreateTopics: create the state topic inside it.
+    embedded_->CreateTopic(topic.topic, topic.partitions);
+  }
+  std::vector<std::string> warnings;
+  std::optional<int32_t> partitions = sink::EnsureStateTopic(topic, kStateTopicTimeout, &warnings, error);
+  for (const auto& w : warnings) {
+    // The in-process cluster cannot describe configs; its topic is in memory anyway.
+    if (embedded_ && w.find("cleanup.policy") != std::string::npos) continue;
+    ops::Log(warn, "", w);
+  }
+  if (!partitions) return false;  // the message names the topic
+  ops::Log(info, "", "state topic ready",
+           {{"topic", topic.topic}, {"partitions", static_cast<int64_t>(*partitions)}});
+  fleet->instance = InstanceName();
+  fleet->state_partitions = *partitions;
+  const bool read_committed = config_.delivery == config::Delivery::kExactlyOnce;
+  fleet->read_checkpoints = [topic, read_committed](const std::vector<int32_t>& wanted, std::string* e) {
+    return sink::ReadStateCheckpoints(topic, wanted, read_committed, kStateTopicTimeout, e);
+  };
+  if (!config_.cluster.group.empty()) {
+    sink::MembershipSettings membership;
+    membership.bootstrap_servers = brokers;
+    membership.properties = topic.properties;
+    membership.group = config_.cluster.group;
+    membership.topic = topic.topic;
+    membership.session_timeout = config_.cluster.session_timeout;
+    fleet->join_group = [membership](std::string* e) { return sink::GroupMembership::Create(membership, e); };
+  }
+  fleet->fail = [this](const std::string& reason) {
+    if (!failure_) failure_ = reason;
+    loop_->Stop();
+  };
+  return true;
 }
 
 void Runner::PublishMetrics() {

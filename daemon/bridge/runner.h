@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "bridge/bridge.h"
@@ -40,6 +41,9 @@ class Runner {
   void Reload();
   void StartWatchdog();
   void PublishMetrics();
+  // Kafka state backend: makes sure the state topic exists and fills in how the bridge reads
+  // checkpoints, creates transactional producers and joins the group. False with *error.
+  bool PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::string* error);
 
   config::Config config_;
   std::string config_path_;
@@ -54,6 +58,7 @@ class Runner {
   ops::AdminServer admin_;
   ops::ServiceNotifier notifier_;
   bool stopping_ = false;
+  std::optional<std::string> failure_;  // the bridge cannot go on: exit 1 with this
 };
 
 // Loads and validates a config file, checking librdkafka properties with the sink's validator.

@@ -532,6 +532,15 @@ void StreamPipeline::OnDelivery(uint64_t sequence, const sink::DeliveryReport& r
     if (report.ok) {
       ++stats_.records_delivered;
       tracker_.Ack(sequence);
+    } else if (host_.transactional()) {
+      // The transaction is doomed: produce nothing more until the host has aborted it and
+      // rewound this stream to the last committed checkpoint.
+      ++stats_.delivery_errors;
+      halted_ = true;
+      LogLimited(err, "delivery failed: the transaction will be aborted",
+                 {{"topic", report.topic}, {"error", std::string(report.error_name)},
+                  {"detail", std::string(report.error_text)}});
+      return;
     } else if (report.too_large && config_.oversize == config::OnOversize::kSkip) {
       SkipTooLarge(sequence, report.topic, std::string(report.error_name));
     } else {
@@ -578,6 +587,12 @@ void StreamPipeline::Rewind(const std::string& reason, std::optional<uint64_t> f
            {{"checkpoint", tracker_.checkpoint()}, {"reason", reason}});
   if (state_ == StreamState::kStopped) return;
   ScheduleReconnect(backoff_.OnFailure(host_.loop().now()), ReconnectReason::kRewind, reason);
+}
+
+void StreamPipeline::RewindTo(const std::string& checkpoint, const std::string& reason) {
+  stats_.replayed += tracker_.in_flight_events();
+  tracker_.ResetTo(checkpoint);
+  Rewind(reason, std::nullopt, /*producer_lost=*/true);
 }
 
 void StreamPipeline::ResumeReading() {

@@ -81,6 +81,10 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   // reports of earlier records never come.
   void Rewind(const std::string& reason, std::optional<uint64_t> from_sequence = std::nullopt,
               bool producer_lost = false);
+  // Exactly-once: the transaction holding this stream's recent events was aborted. Forgets every
+  // event in flight, moves the checkpoint back to `checkpoint` (the last committed one) and
+  // reconnects from it after a backoff.
+  void RewindTo(const std::string& checkpoint, const std::string& reason);
   // Backpressure ended: read again if reading was withheld.
   void ResumeReading();
   // Retries records that librdkafka's queue refused; true when none are left.

@@ -117,8 +117,8 @@ struct KafkaConfig {
 };
 
 enum class OnCorrupt { kFail, kReset };
-// Where checkpoints live. The loader of this build accepts only kFile (`backend: kafka` is a
-// config error), so the Kafka settings below are parsed and checked but not used yet.
+// Where checkpoints live: a file in `dir`, or a compacted Kafka topic (records keyed by stream
+// name), which needs no local disk and is what cluster mode and exactly-once build on.
 enum class StateBackend { kFile, kKafka };
 
 struct StateConfig {
@@ -131,6 +131,28 @@ struct StateConfig {
   int replication_factor = -1;             // backend kafka: -1 is the broker's default
 
   bool operator==(const StateConfig&) const = default;
+};
+
+enum class Delivery {
+  kAtLeastOnce,  // idempotent producer; a crash or rewind may produce duplicates, never gaps
+  kExactlyOnce,  // transactions hold events with the checkpoints that cover them (backend kafka)
+};
+
+// Exactly-once: when a state partition's transaction is committed (whichever comes first).
+struct TransactionConfig {
+  Duration interval{100};
+  std::size_t max_events = 10000;
+
+  bool operator==(const TransactionConfig&) const = default;
+};
+
+// Cluster mode: instances with the same group share the streams through Kafka's consumer-group
+// protocol over the state topic's partitions. An empty group: this instance runs every stream.
+struct ClusterConfig {
+  std::string group;
+  Duration session_timeout{10000};
+
+  bool operator==(const ClusterConfig&) const = default;
 };
 
 struct LogConfig {
@@ -151,6 +173,9 @@ struct Config {
   std::string path;  // the file it was loaded from
   KafkaConfig kafka;
   StateConfig state;
+  Delivery delivery = Delivery::kAtLeastOnce;
+  TransactionConfig transaction;
+  ClusterConfig cluster;
   LogConfig log;
   AdminConfig admin;
   std::vector<StreamConfig> streams;

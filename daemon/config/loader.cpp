@@ -21,7 +21,10 @@ namespace sse2kafka::config {
 
 namespace {
 
-constexpr std::string_view kTopLevelKeys[] = {"kafka", "state", "log", "admin", "defaults", "streams"};
+constexpr std::string_view kTopLevelKeys[] = {"kafka",   "state", "delivery", "transaction", "cluster",
+                                              "log",     "admin", "defaults", "streams"};
+constexpr std::string_view kTransactionKeys[] = {"interval", "max_events"};
+constexpr std::string_view kClusterKeys[] = {"group", "session_timeout"};
 constexpr std::string_view kKafkaKeys[] = {"brokers", "flush_timeout", "max_in_flight_events",
                                            "max_in_flight_bytes", "properties"};
 constexpr std::string_view kStateKeys[] = {"dir",   "flush_interval", "on_corrupt",        "backend",
@@ -134,6 +137,9 @@ class ConfigReader {
       reader_.MissingKey(root_field, "streams", "missing required key `streams` (a list of streams)");
     if (kafka) ReadKafka(*kafka, config.kafka);
     if (const Field* state = Find(known, "state")) ReadState(*state, config.state);
+    if (const Field* delivery = Find(known, "delivery")) ReadDelivery(*delivery, config);
+    if (const Field* transaction = Find(known, "transaction")) ReadTransaction(*transaction, config.transaction);
+    if (const Field* cluster = Find(known, "cluster")) ReadCluster(*cluster, config);
     if (const Field* log = Find(known, "log")) ReadLog(*log, config.log);
     if (const Field* admin = Find(known, "admin")) ReadAdmin(*admin, config.admin);
     StreamSettings defaults;
@@ -242,11 +248,7 @@ class ConfigReader {
       } else if (entry.name == "backend") {
         auto backend = reader_.Choice<StateBackend>(
             entry, {{"file", StateBackend::kFile}, {"kafka", StateBackend::kKafka}});
-        if (backend == StateBackend::kKafka) {
-          reader_.Error(entry, "backend `kafka` is not supported by this build; use `file`");
-        } else if (backend) {
-          state.backend = *backend;
-        }
+        if (backend) state.backend = *backend;
       } else if (entry.name == "topic") {
         if (auto topic = ReadTopicName(reader_, entry)) state.topic = std::move(*topic);
       } else if (entry.name == "partitions") {
@@ -258,6 +260,64 @@ class ConfigReader {
           reader_.Error(entry, "must be at least 1, or -1 for the broker's default");
         } else if (factor) {
           state.replication_factor = static_cast<int>(*factor);
+        }
+      }
+    }
+  }
+
+  // Called after ReadState: exactly-once needs the Kafka backend.
+  void ReadDelivery(const Field& field, Config& config) {
+    auto delivery = reader_.Choice<Delivery>(
+        field, {{"at-least-once", Delivery::kAtLeastOnce}, {"exactly-once", Delivery::kExactlyOnce}});
+    if (!delivery) return;
+    if (*delivery == Delivery::kExactlyOnce && config.state.backend != StateBackend::kKafka) {
+      reader_.Error(field, "exactly-once keeps checkpoints in the transactions with the events: it needs "
+                           "`state.backend: kafka`");
+      return;
+    }
+    config.delivery = *delivery;
+  }
+
+  void ReadTransaction(const Field& field, TransactionConfig& transaction) {
+    std::optional<std::vector<Field>> entries = reader_.Entries(field);
+    if (!entries) return;
+    for (const Field& entry : reader_.KnownOnly(std::move(*entries), kTransactionKeys)) {
+      if (entry.name == "interval") {
+        auto interval = reader_.DurationValue(entry);
+        if (interval && (interval->count() < 1 || interval->count() > 15 * 60 * 1000)) {
+          reader_.Error(entry, "must be from 1ms to 15m");
+        } else if (interval) {
+          transaction.interval = *interval;
+        }
+      } else if (auto events = reader_.Integer(entry, 1, INT32_MAX)) {
+        transaction.max_events = static_cast<std::size_t>(*events);
+      }
+    }
+  }
+
+  // Called after ReadState: the group shares the state topic's partitions.
+  void ReadCluster(const Field& field, Config& config) {
+    std::optional<std::vector<Field>> entries = reader_.Entries(field);
+    if (!entries) return;
+    const std::vector<Field> known = reader_.KnownOnly(std::move(*entries), kClusterKeys);
+    if (!Find(known, "group")) reader_.MissingKey(field, "group", "missing required key `group` (the consumer group the instances share)");
+    for (const Field& entry : known) {
+      if (entry.name == "group") {
+        auto group = reader_.NonEmptyString(entry);
+        if (!group) continue;
+        if (group->size() > 200 || !std::all_of(group->begin(), group->end(), IsStreamNameChar)) {
+          reader_.Error(entry, "expected 1 to 200 characters from [A-Za-z0-9._-], found " + Shown(*group));
+        } else if (config.state.backend != StateBackend::kKafka) {
+          reader_.Error(entry, "cluster mode shares the state topic's partitions: it needs `state.backend: kafka`");
+        } else {
+          config.cluster.group = std::move(*group);
+        }
+      } else {
+        auto timeout = reader_.DurationValue(entry);
+        if (timeout && (timeout->count() < 1000 || timeout->count() > 30 * 60 * 1000)) {
+          reader_.Error(entry, "must be from 1s to 30m (the broker's group.min/max.session.timeout.ms apply too)");
+        } else if (timeout) {
+          config.cluster.session_timeout = *timeout;
         }
       }
     }

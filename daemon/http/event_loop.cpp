@@ -124,6 +124,11 @@ void EventLoop::RunDueTimers() {
   ArmTimerFd();
 }
 
+void EventLoop::SetStallObserver(std::chrono::milliseconds threshold, StallObserver observer) {
+  stall_threshold_ = threshold;
+  stall_observer_ = threshold.count() > 0 ? std::move(observer) : nullptr;
+}
+
 bool EventLoop::Run() {
   stopping_ = false;
   constexpr int kMaxEvents = 256;
@@ -136,6 +141,9 @@ bool EventLoop::Run() {
     }
     ++turns_;
     now_ = Clock::now();
+    if (stall_observer_ && armed_for_ != Clock::time_point::max() && now_ - armed_for_ > stall_threshold_) {
+      stall_observer_(now_ - armed_for_);
+    }
     bool timers_due = false;
     for (int i = 0; i < n && !stopping_; ++i) {
       const int fd = events[i].data.fd;

@@ -47,6 +47,15 @@ class EventLoop {
   // Makes Run return after the callback that called it finishes.
   void Stop() { stopping_ = true; }
 
+  // Calls `observer` with the delay at the start of a turn, before any other callback of that
+  // turn, when the turn began more than `threshold` after its earliest timer was due: the
+  // process was suspended (SIGSTOP, a frozen VM) or starved, so what it knew before may be
+  // stale. A callback that blocks for longer than `threshold` is seen the same way. Only
+  // noticed while a timer is pending, so an owner that cares keeps a periodic one. Replaces
+  // any earlier observer; a zero threshold turns it off.
+  using StallObserver = std::function<void(Clock::duration delay)>;
+  void SetStallObserver(std::chrono::milliseconds threshold, StallObserver observer);
+
   // The time at the start of the current turn: cheap, and the same for every callback in it.
   Clock::time_point now() const { return now_; }
   // Counts loop turns; a watchdog can see that the loop is still turning.
@@ -72,6 +81,8 @@ class EventLoop {
   Clock::time_point now_;
   Clock::time_point armed_for_ = Clock::time_point::max();
   TimerId next_timer_id_ = 1;
+  std::chrono::milliseconds stall_threshold_{0};
+  StallObserver stall_observer_;
   // Cancelled timers stay in the heap and are skipped when they surface (lazy deletion).
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timer_heap_;
   std::unordered_map<TimerId, TimerCallback> timer_callbacks_;

@@ -201,6 +201,16 @@ void RenderProcess(const MetricsSnapshot& snapshot, SteadyTime now, Exposition& 
   out.Single("sse2kafka_fatal_producer_resets_total", "counter",
              "Kafka producers replaced after a fatal error (every stream rewinds).",
              static_cast<double>(process.fatal_producer_resets));
+  if (!process.fleet) return;
+  out.Single("sse2kafka_owned_partitions", "gauge", "State partitions this instance owns.",
+             static_cast<double>(process.owned_partitions));
+  out.Single("sse2kafka_owned_streams", "gauge", "Streams this instance runs (those of its state partitions).",
+             static_cast<double>(process.owned_streams));
+  out.Single("sse2kafka_ownership_changes_total", "counter", "State partitions acquired or given up.",
+             static_cast<double>(process.ownership_changes));
+  out.Family("sse2kafka_transactions_total", "counter", "Exactly-once transactions, by outcome.");
+  out.Sample({{"outcome", "committed"}}, static_cast<double>(process.transactions_committed));
+  out.Sample({{"outcome", "aborted"}}, static_cast<double>(process.transactions_aborted));
 }
 
 void RenderKafkaStats(const MetricsSnapshot& snapshot, SteadyTime now, Exposition& out) {

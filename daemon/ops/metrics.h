@@ -90,6 +90,13 @@ struct ProcessMetrics {
   uint64_t backpressure_episodes = 0;
   uint64_t fatal_producer_resets = 0;
   bool stopping = false;  // a graceful stop has begun
+  // Fleet (Kafka state backend); `fleet` false leaves these metrics out.
+  bool fleet = false;
+  std::size_t owned_partitions = 0;
+  std::size_t owned_streams = 0;
+  uint64_t ownership_changes = 0;
+  uint64_t transactions_committed = 0;
+  uint64_t transactions_aborted = 0;
   // statistics.interval.ms of the current producer; zero when statistics are off.
   std::chrono::milliseconds kafka_stats_interval{0};
   // The current producer's newest statistics; nullopt before the first report.

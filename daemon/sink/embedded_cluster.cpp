@@ -49,3 +49,11 @@ EmbeddedCluster::~EmbeddedCluster() {
 }
 
 }  // namespace sse2kafka::sink
+
+namespace sse2kafka::sink {
+
+bool EmbeddedCluster::CreateTopic(const std::string& name, int partitions) {
+  return rd_kafka_mock_topic_create(mock_, name.c_str(), partitions, 1) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+}  // namespace sse2kafka::sink

@@ -27,6 +27,10 @@ class EmbeddedCluster {
   // "127.0.0.1:port,..." for bootstrap.servers.
   const std::string& bootstrap_servers() const { return bootstrap_servers_; }
 
+  // Creates a topic with `partitions` partitions (replication factor 1), as a broker's
+  // CreateTopics would; the mock has no CreateTopics. False when it exists or is refused.
+  bool CreateTopic(const std::string& name, int partitions);
+
   // librdkafka's handle for creating topics and injecting faults (rdkafka_mock.h).
   rd_kafka_mock_cluster_s* mock() const { return mock_; }
 

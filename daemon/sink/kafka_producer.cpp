@@ -2,16 +2,23 @@
 
 #include <librdkafka/rdkafka.h>
 #include <nlohmann/json.hpp>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cerrno>
 #include <charconv>
 #include <climits>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <utility>
 
 namespace sse2kafka::sink {
 namespace {
@@ -21,10 +28,12 @@ static_assert(sizeof(void*) >= sizeof(uint64_t), "tokens travel in librdkafka's 
 // What librdkafka writes to the wakeup eventfd: an eventfd takes 8-byte counter increments.
 constexpr uint64_t kWakeupIncrement = 1;
 
-// rd_kafka_poll serves everything queued when it starts; a second round only matters if a
-// callback made librdkafka yield. Bounded so that Poll cannot spin under a flood of reports:
-// whatever arrives after a round started has written the wakeup fd again.
-constexpr int kMaxServeRounds = 4;
+// What sse2kafka takes from librdkafka as events on the main queue rather than as callbacks.
+// As events, delivery reports are served only where sse2kafka polls the queue (the loop
+// thread). rd_kafka_flush, which commit_transaction and abort_transaction call on the
+// transaction worker, then serves nothing: it waits until the loop has served the report of
+// every record (librdkafka counts a record until its report event is destroyed).
+constexpr int kServedEvents = RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_STATS;
 
 void* TokenToOpaque(uint64_t token) { return reinterpret_cast<void*>(static_cast<uintptr_t>(token)); }
 uint64_t OpaqueToToken(void* opaque) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(opaque)); }
@@ -38,6 +47,46 @@ void* NonNullData(std::string_view bytes) {
 
 int TimeoutMs(std::chrono::milliseconds timeout) {
   return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(timeout.count(), 0, INT_MAX));
+}
+
+// A transaction call's timeout; -1 (any negative) lets librdkafka choose.
+int TransactionTimeoutMs(std::chrono::milliseconds timeout) {
+  return timeout.count() < 0 ? -1 : TimeoutMs(timeout);
+}
+
+bool IsFencingError(rd_kafka_resp_err_t error) {
+  return error == RD_KAFKA_RESP_ERR_PRODUCER_FENCED || error == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH ||
+         error == RD_KAFKA_RESP_ERR__FENCED;
+}
+
+// Classifies a transaction call's outcome; runs on the worker thread. `error` may be null.
+TransactionResult TransactionResultOf(rd_kafka_t* rk, TransactionOp op, const rd_kafka_error_t* error) {
+  TransactionResult result;
+  result.op = op;
+  if (error == nullptr) {
+    result.ok = true;
+    return result;
+  }
+  const rd_kafka_resp_err_t code = rd_kafka_error_code(error);
+  result.retriable = rd_kafka_error_is_retriable(error) != 0;
+  result.abortable = rd_kafka_error_txn_requires_abort(error) != 0;
+  result.fatal = rd_kafka_error_is_fatal(error) != 0;
+  result.error_code = code;
+  result.error = std::string(rd_kafka_error_name(error)) + ": " + rd_kafka_error_string(error);
+  bool fenced = IsFencingError(code);
+  if (result.fatal) {
+    // The error may name only the failed call (or _FATAL); the producer's fatal error is the
+    // cause, and tells a fenced producer from, say, a refused authorisation.
+    std::array<char, 512> cause{};
+    const rd_kafka_resp_err_t underlying = rd_kafka_fatal_error(rk, cause.data(), cause.size());
+    if (underlying != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      result.error_code = underlying;
+      if (underlying != code) result.error += std::string(" (") + rd_kafka_err2name(underlying) + ": " + cause.data() + ")";
+      fenced = fenced || IsFencingError(underlying);
+    }
+  }
+  result.fenced = result.fatal && fenced;
+  return result;
 }
 
 spdlog::level::level_enum SpdlogLevel(int syslog_level) {
@@ -152,6 +201,100 @@ bool KeepStatisticsField(int depth, nlohmann::json::parse_event_t event, const n
 
 }  // namespace
 
+const char* TransactionOpName(TransactionOp op) {
+  switch (op) {
+    case TransactionOp::kInit:
+      return "init";
+    case TransactionOp::kCommit:
+      return "commit";
+    case TransactionOp::kAbort:
+      return "abort";
+  }
+  return "unknown";
+}
+
+// Runs one producer's blocking transaction calls, one at a time, on its own thread, and keeps
+// the newest result until the loop takes it.
+class TransactionWorker {
+ public:
+  // `result_ready` runs on the worker thread after each result is stored.
+  TransactionWorker(rd_kafka_t* rk, std::function<void()> result_ready)
+      : rk_(rk), result_ready_(std::move(result_ready)), thread_([this] { Run(); }) {}
+
+  // Lets a requested or running call finish (within its timeout), then ends the thread.
+  ~TransactionWorker() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+  TransactionWorker(const TransactionWorker&) = delete;
+  TransactionWorker& operator=(const TransactionWorker&) = delete;
+
+  // Requests a call; the previous one's result must have been taken.
+  void Start(TransactionOp op, std::chrono::milliseconds timeout) {
+    {
+      std::lock_guard lock(mutex_);
+      request_ = Request{op, TransactionTimeoutMs(timeout)};
+    }
+    wake_.notify_one();
+  }
+
+  // The finished call's result, once.
+  std::optional<TransactionResult> TakeResult() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(result_, std::nullopt);
+  }
+
+ private:
+  struct Request {
+    TransactionOp op;
+    int timeout_ms;
+  };
+
+  void Run() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      wake_.wait(lock, [this] { return request_.has_value() || stopping_; });
+      if (!request_) return;
+      const Request request = *std::exchange(request_, std::nullopt);
+      lock.unlock();
+      rd_kafka_error_t* error = Call(request);
+      TransactionResult result = TransactionResultOf(rk_, request.op, error);
+      if (error != nullptr) rd_kafka_error_destroy(error);
+      lock.lock();
+      result_ = std::move(result);
+      lock.unlock();
+      result_ready_();
+      lock.lock();
+    }
+  }
+
+  rd_kafka_error_t* Call(const Request& request) {
+    switch (request.op) {
+      case TransactionOp::kInit:
+        return rd_kafka_init_transactions(rk_, request.timeout_ms);
+      case TransactionOp::kCommit:
+        return rd_kafka_commit_transaction(rk_, request.timeout_ms);
+      case TransactionOp::kAbort:
+        return rd_kafka_abort_transaction(rk_, request.timeout_ms);
+    }
+    return rd_kafka_error_new(RD_KAFKA_RESP_ERR__INVALID_ARG, "unknown transaction operation");
+  }
+
+  rd_kafka_t* const rk_;
+  const std::function<void()> result_ready_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::optional<Request> request_;
+  std::optional<TransactionResult> result_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: it starts running once everything above exists
+};
+
 std::optional<ProducerStatsSummary> SummarizeProducerStats(std::string_view json) {
   const nlohmann::json stats = nlohmann::json::parse(json.begin(), json.end(), KeepStatisticsField,
                                                      /*allow_exceptions=*/false);
@@ -193,11 +336,9 @@ std::unique_ptr<KafkaProducer> KafkaProducer::Create(const ProducerSettings& set
 
   std::unique_ptr<KafkaProducer> producer(new KafkaProducer());
   producer->statistics_interval_ = statistics_interval;
-  rd_kafka_conf_set_opaque(conf, producer.get());
-  rd_kafka_conf_set_dr_msg_cb(conf, &KafkaProducer::OnDeliveryReport);
-  rd_kafka_conf_set_error_cb(conf, &KafkaProducer::OnError);
+  producer->transactional_ = settings.transactional_id.has_value();
+  rd_kafka_conf_set_events(conf, kServedEvents);
   rd_kafka_conf_set_log_cb(conf, &ForwardLog);
-  rd_kafka_conf_set_stats_cb(conf, &KafkaProducer::OnStatistics);
 
   std::array<char, 512> errstr{};
   producer->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr.data(), errstr.size());
@@ -213,13 +354,11 @@ std::unique_ptr<KafkaProducer> KafkaProducer::Create(const ProducerSettings& set
     return nullptr;
   }
   producer->main_queue_ = rd_kafka_queue_get_main(producer->rk_);
-  // librdkafka writes the fd only when a report lands in an empty (or served) queue; whatever
-  // rd_kafka_new already queued would otherwise wait for the next report.
+  // librdkafka writes the fd only when an event lands in an empty (or served) queue; whatever
+  // rd_kafka_new already queued would otherwise wait for the next event.
   rd_kafka_queue_io_event_enable(producer->main_queue_, producer->wakeup_fd_, &kWakeupIncrement,
                                  sizeof kWakeupIncrement);
-  if (rd_kafka_queue_length(producer->main_queue_) > 0) {
-    [[maybe_unused]] const ssize_t written = write(producer->wakeup_fd_, &kWakeupIncrement, sizeof kWakeupIncrement);
-  }
+  if (rd_kafka_queue_length(producer->main_queue_) > 0) producer->RaiseWakeup();
 
   WarnAboutSmallUserQueueLimits(settings);
   spdlog::info("kafka producer {} created: {}", rd_kafka_name(producer->rk_), DescribeProperties(properties));
@@ -227,7 +366,8 @@ std::unique_ptr<KafkaProducer> KafkaProducer::Create(const ProducerSettings& set
 }
 
 KafkaProducer::~KafkaProducer() {
-  handler_ = nullptr;
+  if (running_op_) WaitForTransactionOpWhileDiscarding();
+  worker_.reset();  // joins the worker thread
   if (rk_ != nullptr) {
     const int left = rd_kafka_outq_len(rk_);
     if (left > 0) {
@@ -238,6 +378,26 @@ KafkaProducer::~KafkaProducer() {
     }
   }
   DestroyHandles();
+}
+
+void KafkaProducer::WaitForTransactionOpWhileDiscarding() {
+  spdlog::info("kafka producer {}: waiting for the running transaction {} to end before destroying it",
+               rd_kafka_name(rk_), TransactionOpName(*running_op_));
+  // Commit and abort wait for the reports of the transaction's records to be served; nobody
+  // will serve them after this, so they are dropped here until the call ends (within its
+  // timeout). Purging first fails the records that still wait for a broker.
+  rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
+  class Discard : public DeliveryHandler {
+   public:
+    void OnDelivery(const DeliveryReport&) override {}
+    void OnFatalError(const std::string&) override {}
+  } discard;
+  while (!worker_->TakeResult()) {
+    DrainWakeupFd();
+    ServeEvents(discard);
+    WaitForWakeup(std::chrono::milliseconds(100));
+  }
+  running_op_.reset();
 }
 
 void KafkaProducer::DestroyHandles() {
@@ -271,10 +431,18 @@ rd_kafka_topic_t* KafkaProducer::TopicHandle(std::string_view topic, std::string
 }
 
 ProduceResult KafkaProducer::Produce(const OutgoingRecord& record, std::string* error) {
+  if (running_op_ == TransactionOp::kCommit || running_op_ == TransactionOp::kAbort) {
+    // librdkafka refuses it too (_STATE), but only once the worker's call has reached its
+    // thread; refusing here leaves no window in which a record could join the ending
+    // transaction after the caller asked to end it.
+    *error = std::string("a transaction ") + TransactionOpName(*running_op_) +
+             " is running: records wait for the next transaction";
+    return ProduceResult::kQueueFull;
+  }
   rd_kafka_topic_t* topic = TopicHandle(record.topic, error);
   if (topic == nullptr) return ProduceResult::kRejected;
 
-  std::array<rd_kafka_vu_t, 7> fields{};
+  std::array<rd_kafka_vu_t, 8> fields{};
   std::size_t count = 0;
   auto add = [&](rd_kafka_vtype_t type) -> rd_kafka_vu_t& {
     rd_kafka_vu_t& field = fields[count++];
@@ -282,6 +450,7 @@ ProduceResult KafkaProducer::Produce(const OutgoingRecord& record, std::string* 
     return field;
   };
   add(RD_KAFKA_VTYPE_RKT).u.rkt = topic;
+  add(RD_KAFKA_VTYPE_PARTITION).u.i32 = record.partition;
   add(RD_KAFKA_VTYPE_MSGFLAGS).u.i = RD_KAFKA_MSG_F_COPY;  // the record's views die after this call
   rd_kafka_vu_t& value = add(RD_KAFKA_VTYPE_VALUE);
   value.u.mem.ptr = NonNullData(record.value);
@@ -311,7 +480,48 @@ ProduceResult KafkaProducer::Produce(const OutgoingRecord& record, std::string* 
   *error = std::string(rd_kafka_error_name(failure)) + ": " + rd_kafka_error_string(failure);
   rd_kafka_error_destroy(failure);
   if (code == RD_KAFKA_RESP_ERR__QUEUE_FULL) return ProduceResult::kQueueFull;
+  if (code == RD_KAFKA_RESP_ERR__STATE && transactional_) {
+    // No open transaction (none begun, or the open one failed): the record belongs in the next.
+    *error += " (no open transaction: produce after BeginTransaction)";
+    return ProduceResult::kQueueFull;
+  }
   return code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? ProduceResult::kTooLarge : ProduceResult::kRejected;
+}
+
+void KafkaProducer::StartInitTransactions(std::chrono::milliseconds timeout) {
+  StartTransactionOp(TransactionOp::kInit, timeout);
+}
+
+void KafkaProducer::StartCommitTransaction(std::chrono::milliseconds timeout) {
+  StartTransactionOp(TransactionOp::kCommit, timeout);
+}
+
+void KafkaProducer::StartAbortTransaction(std::chrono::milliseconds timeout) {
+  StartTransactionOp(TransactionOp::kAbort, timeout);
+}
+
+void KafkaProducer::StartTransactionOp(TransactionOp op, std::chrono::milliseconds timeout) {
+  assert(!running_op_ && "a transaction call is already running");
+  if (running_op_) {
+    spdlog::error("kafka producer {}: transaction {} not started: {} is still running", rd_kafka_name(rk_),
+                  TransactionOpName(op), TransactionOpName(*running_op_));
+    return;
+  }
+  if (!worker_) worker_ = std::make_unique<TransactionWorker>(rk_, [this] { RaiseWakeup(); });
+  running_op_ = op;
+  worker_->Start(op, timeout);
+}
+
+bool KafkaProducer::BeginTransaction(std::string* error) {
+  if (running_op_) {
+    *error = std::string("a transaction ") + TransactionOpName(*running_op_) + " is running";
+    return false;
+  }
+  rd_kafka_error_t* failure = rd_kafka_begin_transaction(rk_);
+  if (failure == nullptr) return true;
+  *error = std::string(rd_kafka_error_name(failure)) + ": " + rd_kafka_error_string(failure);
+  rd_kafka_error_destroy(failure);
+  return false;
 }
 
 void KafkaProducer::DrainWakeupFd() const {
@@ -320,28 +530,85 @@ void KafkaProducer::DrainWakeupFd() const {
   [[maybe_unused]] const ssize_t drained = read(wakeup_fd_, &counter, sizeof counter);
 }
 
+void KafkaProducer::RaiseWakeup() const {
+  [[maybe_unused]] const ssize_t written = write(wakeup_fd_, &kWakeupIncrement, sizeof kWakeupIncrement);
+}
+
+void KafkaProducer::ServeEvents(DeliveryHandler& handler) {
+  // Bounded by what is queued now, so that Poll cannot spin under a flood of reports.
+  const std::size_t queued = rd_kafka_queue_length(main_queue_);
+  for (std::size_t served = 0; served < queued; ++served) {
+    rd_kafka_event_t* event = rd_kafka_queue_poll(main_queue_, 0);
+    if (event == nullptr) break;
+    switch (rd_kafka_event_type(event)) {
+      case RD_KAFKA_EVENT_DR:
+        ServeDeliveryReports(event, handler);
+        break;
+      case RD_KAFKA_EVENT_ERROR:
+        ServeError(event);
+        break;
+      case RD_KAFKA_EVENT_STATS:
+        ServeStatistics(event);
+        break;
+      default:
+        spdlog::debug("kafka producer {}: ignored event {}", rd_kafka_name(rk_), rd_kafka_event_name(event));
+        break;
+    }
+    rd_kafka_event_destroy(event);
+  }
+  // librdkafka wrote the fd for the first of what is left, which this call may have drained.
+  if (rd_kafka_queue_length(main_queue_) > 0) RaiseWakeup();
+}
+
+void KafkaProducer::ServeEventsAndTransactionResult(DeliveryHandler& handler) {
+  // Taken before serving: the worker posts a result only after librdkafka queued the reports
+  // of the transaction it ended, so they are all served below, ahead of the result.
+  std::optional<TransactionResult> result = worker_ ? worker_->TakeResult() : std::nullopt;
+  ServeEvents(handler);
+  if (!result) return;
+  running_op_.reset();
+  if (!result->ok) {
+    const char* kind = result->fenced      ? "fenced"
+                       : result->fatal     ? "fatal"
+                       : result->abortable ? "abortable"
+                       : result->retriable ? "retriable"
+                                           : "unclassified";
+    spdlog::warn("kafka producer {}: transaction {} failed ({}): {}", rd_kafka_name(rk_), TransactionOpName(result->op),
+                 kind, result->error);
+  }
+  handler.OnTransactionResult(*result);
+}
+
 void KafkaProducer::Poll(DeliveryHandler& handler) {
-  handler_ = &handler;
-  // Drain before serving: a report that lands after the drain either is served below or finds
+  // Drain before serving: an event that lands after the drain either is served below or finds
   // the queue served and writes the fd again, so no wakeup is lost.
   DrainWakeupFd();
-  for (int round = 0; round < kMaxServeRounds; ++round) {
-    rd_kafka_poll(rk_, 0);
-    if (rd_kafka_queue_length(main_queue_) == 0) break;
-  }
-  handler_ = nullptr;
+  ServeEventsAndTransactionResult(handler);
   DeliverFatalErrorOnce(handler);
 }
 
 bool KafkaProducer::Flush(std::chrono::milliseconds timeout, DeliveryHandler& handler) {
-  handler_ = &handler;
-  DrainWakeupFd();
-  // rd_kafka_flush serves reports through rd_kafka_poll while it waits.
-  rd_kafka_flush(rk_, TimeoutMs(timeout));
-  rd_kafka_poll(rk_, 0);
-  handler_ = nullptr;
+  // rd_kafka_flush cannot be used here: with reports as events it waits for them to be served,
+  // which only this thread does. Callbacks may produce more, which the next round waits for.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    DrainWakeupFd();
+    ServeEventsAndTransactionResult(handler);
+    if (rd_kafka_outq_len(rk_) == 0) break;
+    const auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (remaining.count() <= 0) break;
+    WaitForWakeup(remaining);
+  }
   DeliverFatalErrorOnce(handler);
   return rd_kafka_outq_len(rk_) == 0;
+}
+
+void KafkaProducer::WaitForWakeup(std::chrono::milliseconds limit) const {
+  // Sliced, so that a wakeup lost to a race with librdkafka costs a slice, not the whole wait.
+  constexpr std::chrono::milliseconds kSlice{100};
+  pollfd wakeup{wakeup_fd_, POLLIN, 0};
+  [[maybe_unused]] const int ready = poll(&wakeup, 1, TimeoutMs(std::min(limit, kSlice)));
 }
 
 std::size_t KafkaProducer::outstanding() const { return static_cast<std::size_t>(rd_kafka_outq_len(rk_)); }
@@ -390,51 +657,50 @@ void KafkaProducer::Purge() {
   spdlog::info("kafka producer {}: purged {} outstanding records", rd_kafka_name(rk_), outstanding_before);
 }
 
-void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
-  auto* self = static_cast<KafkaProducer*>(opaque);
-  if (self->handler_ == nullptr) return;  // served while being destroyed: nobody is listening
-  DeliveryReport report;
-  report.token = OpaqueToToken(message->_private);
-  report.ok = message->err == RD_KAFKA_RESP_ERR_NO_ERROR;
-  report.error_code = message->err;
-  if (!report.ok) {
-    report.error_name = rd_kafka_err2name(message->err);
-    report.error_text = rd_kafka_err2str(message->err);
-    report.retriable = IsRetriableDeliveryError(message->err);
+void KafkaProducer::ServeDeliveryReports(rd_kafka_event_t* event, DeliveryHandler& handler) {
+  while (const rd_kafka_message_t* message = rd_kafka_event_message_next(event)) {
+    DeliveryReport report;
+    report.token = OpaqueToToken(message->_private);
+    report.ok = message->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    report.error_code = message->err;
+    if (!report.ok) {
+      report.error_name = rd_kafka_err2name(message->err);
+      report.error_text = rd_kafka_err2str(message->err);
+      report.retriable = IsRetriableDeliveryError(message->err);
+    }
+    report.partition = message->partition;
+    report.offset = message->offset;
+    report.topic = message->rkt != nullptr ? rd_kafka_topic_name(message->rkt) : "";
+    report.too_large = message->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+                       message->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+    report.size = message->len + message->key_len;
+    handler.OnDelivery(report);
   }
-  report.partition = message->partition;
-  report.offset = message->offset;
-  report.topic = message->rkt != nullptr ? rd_kafka_topic_name(message->rkt) : "";
-  report.too_large = message->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
-                     message->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
-  report.size = message->len + message->key_len;
-  self->handler_->OnDelivery(report);
 }
 
-void KafkaProducer::OnError(rd_kafka_t* rk, int error, const char* reason, void* opaque) {
-  auto* self = static_cast<KafkaProducer*>(opaque);
-  if (error != RD_KAFKA_RESP_ERR__FATAL) {
+void KafkaProducer::ServeError(rd_kafka_event_t* event) {
+  if (!rd_kafka_event_error_is_fatal(event)) {
     // Everything else librdkafka recovers from by itself (reconnects, metadata refreshes).
-    spdlog::warn("kafka producer {}: {}: {}", rd_kafka_name(rk), rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(error)),
-                 reason);
+    spdlog::warn("kafka producer {}: {}: {}", rd_kafka_name(rk_), rd_kafka_err2name(rd_kafka_event_error(event)),
+                 rd_kafka_event_error_string(event));
     return;
   }
-  if (self->fatal_reason_) return;
+  if (fatal_reason_) return;
   std::array<char, 512> cause{};
-  const rd_kafka_resp_err_t code = rd_kafka_fatal_error(rk, cause.data(), cause.size());
-  self->fatal_reason_ = std::string(rd_kafka_err2name(code)) + ": " + cause.data();
-  spdlog::error("kafka producer {} failed for good: {}", rd_kafka_name(rk), *self->fatal_reason_);
+  const rd_kafka_resp_err_t code = rd_kafka_fatal_error(rk_, cause.data(), cause.size());
+  fatal_reason_ = std::string(rd_kafka_err2name(code)) + ": " + cause.data();
+  spdlog::error("kafka producer {} failed for good: {}", rd_kafka_name(rk_), *fatal_reason_);
 }
 
-int KafkaProducer::OnStatistics(rd_kafka_t* rk, char* json, std::size_t json_len, void* opaque) {
-  auto* self = static_cast<KafkaProducer*>(opaque);
-  if (auto summary = SummarizeProducerStats(std::string_view(json, json_len))) {
+void KafkaProducer::ServeStatistics(rd_kafka_event_t* event) {
+  const char* json = rd_kafka_event_stats(event);
+  if (json == nullptr) return;
+  if (auto summary = SummarizeProducerStats(json)) {
     summary->received_at = std::chrono::steady_clock::now();
-    self->stats_ = *summary;
+    stats_ = *summary;
   } else {
-    spdlog::warn("kafka producer {}: statistics report is not a JSON object; ignored", rd_kafka_name(rk));
+    spdlog::warn("kafka producer {}: statistics report is not a JSON object; ignored", rd_kafka_name(rk_));
   }
-  return 0;  // librdkafka keeps ownership of `json` and frees it
 }
 
 void KafkaProducer::DeliverFatalErrorOnce(DeliveryHandler& handler) {

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <set>
@@ -36,6 +38,23 @@ std::string_view Trim(std::string_view text) {
 bool UserSetProperty(const PropertyList& properties, std::string_view name) {
   return std::any_of(properties.begin(), properties.end(),
                      [&](const auto& property) { return property.first == name; });
+}
+
+// The value the user gave last for `name` or its alias, if any.
+std::optional<std::string_view> UserValue(const PropertyList& properties, std::string_view name,
+                                          std::string_view alias = {}) {
+  std::optional<std::string_view> value;
+  for (const auto& [property, property_value] : properties) {
+    if (property == name || (!alias.empty() && property == alias)) value = property_value;
+  }
+  return value;
+}
+
+std::optional<int64_t> ParseMilliseconds(std::string_view text) {
+  int64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value < 0) return std::nullopt;
+  return value;
 }
 
 // librdkafka documents the scope of every property (C: consumer, P: producer, *: both) only in
@@ -130,7 +149,18 @@ std::size_t QueueLimitKbytes(std::size_t max_in_flight_bytes) {
   return std::clamp(wanted, kLibrdkafkaDefaultQueueKbytes, kLibrdkafkaMaxQueueLimit);
 }
 
+std::chrono::milliseconds EffectiveTransactionTimeout(const ProducerSettings& settings) {
+  if (settings.transaction_timeout.count() > 0) return settings.transaction_timeout;
+  if (auto text = UserValue(settings.properties, "transaction.timeout.ms")) {
+    // librdkafka refuses a malformed or out-of-range value when the configuration is built.
+    if (auto value = ParseMilliseconds(*text); value && *value > 0) return std::chrono::milliseconds(*value);
+  }
+  return kLibrdkafkaDefaultTransactionTimeout;
+}
+
 PropertyList EffectiveProducerProperties(const ProducerSettings& settings) {
+  const bool transactional = settings.transactional_id.has_value();
+  const std::string transaction_timeout_ms = std::to_string(EffectiveTransactionTimeout(settings).count());
   PropertyList effective = {
       {"client.id", "sse2kafka"},
       // At least once without duplicates from librdkafka's own retries, in produce order.
@@ -138,10 +168,20 @@ PropertyList EffectiveProducerProperties(const ProducerSettings& settings) {
       {"acks", "all"},
       // No local timeout: a record waits for the broker however long it is away (backpressure
       // bounds how many wait). A finite timeout fails the oldest records of an outage while
-      // younger ones still land, so their replay lands out of stream order.
-      {"message.timeout.ms", "0"},
+      // younger ones still land, so their replay lands out of stream order. Transactions
+      // replay a failed transaction whole, and a record must not outlive its transaction.
+      {"message.timeout.ms", transactional ? transaction_timeout_ms : "0"},
   };
   effective.insert(effective.end(), settings.properties.begin(), settings.properties.end());
+  if (transactional) {
+    effective.emplace_back("transactional.id", *settings.transactional_id);
+    if (settings.transaction_timeout.count() > 0) {
+      effective.emplace_back("transaction.timeout.ms", transaction_timeout_ms);
+    }
+    if (UserValue(settings.properties, "message.timeout.ms", "delivery.timeout.ms") == "0") {
+      effective.emplace_back("message.timeout.ms", transaction_timeout_ms);
+    }
+  }
   if (!UserSetProperty(settings.properties, kQueueMessagesProperty)) {
     effective.emplace_back(kQueueMessagesProperty, std::to_string(QueueLimitMessages(settings.max_in_flight_events)));
   }

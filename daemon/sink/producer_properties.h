@@ -2,6 +2,7 @@
 // around them, and how they are checked and shown in logs without leaking secrets.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -23,7 +24,22 @@ struct ProducerSettings {
   // QUEUE_FULL stays an exception and the bridge's limits do the flow control.
   std::size_t max_in_flight_events = 100000;
   std::size_t max_in_flight_bytes = 64u * 1024 * 1024;
+  // Set: the producer is transactional with this transactional.id (which users cannot set as a
+  // property). Unset: an idempotent producer without transactions.
+  std::optional<std::string> transactional_id;
+  // transaction.timeout.ms of a transactional producer: how long the broker lets an open
+  // transaction wait before aborting it. Zero keeps the user's property, else librdkafka's
+  // default (kLibrdkafkaDefaultTransactionTimeout). Ignored without transactional_id.
+  std::chrono::milliseconds transaction_timeout{0};
 };
+
+// librdkafka's transaction.timeout.ms when nobody sets it.
+inline constexpr std::chrono::milliseconds kLibrdkafkaDefaultTransactionTimeout{60000};
+
+// The transaction.timeout.ms a transactional producer made from `settings` uses:
+// settings.transaction_timeout if set, else the user's transaction.timeout.ms property if it
+// is a number, else librdkafka's default.
+std::chrono::milliseconds EffectiveTransactionTimeout(const ProducerSettings& settings);
 
 // Checks one user property against librdkafka (set on a scratch configuration) and against
 // what the sink needs: consumer-only properties, properties sse2kafka sets itself
@@ -38,10 +54,25 @@ std::optional<std::string> ValidateProducerProperty(const std::string& name, con
 // Returns nullopt when librdkafka accepts it, else its message with secret values as ***.
 std::optional<std::string> ValidateProducerSettings(const ProducerSettings& settings);
 
-// The properties a producer is created with, in the order they are applied: sse2kafka's
-// defaults (enable.idempotence=true, acks=all, client.id=sse2kafka), then the user's, then
-// the queue limits derived from the in-flight limits (unless the user set them), then
-// bootstrap.servers.
+// The properties a producer is created with, in the order they are applied (a later one wins):
+//  1. sse2kafka's defaults: client.id=sse2kafka, enable.idempotence=true, acks=all, and
+//     message.timeout.ms=0 (records wait for the broker however long it is away) or, for a
+//     transactional producer, message.timeout.ms=EffectiveTransactionTimeout.
+//  2. the user's properties.
+//  3. transactional producers only: transactional.id; transaction.timeout.ms when
+//     settings.transaction_timeout is set; and message.timeout.ms=EffectiveTransactionTimeout
+//     again if the user set message.timeout.ms (or its alias delivery.timeout.ms) to 0.
+//     librdkafka requires message.timeout.ms <= transaction.timeout.ms and refuses larger
+//     values, but lets 0 (infinite) through. A record must not outlive its transaction: the
+//     broker aborts a transaction left open longer than transaction.timeout.ms, and the
+//     producer's next transactional request then fails with a fencing error, which is fatal.
+//     Bounded by the transaction timeout, a stuck record fails in time instead, which makes
+//     the transaction abortable; aborting and replaying the whole transaction keeps the stream
+//     order that the infinite timeout protects without transactions. A user's smaller value
+//     is kept. socket.timeout.ms is left alone: librdkafka lowers its default below the
+//     transaction timeout by itself and refuses a user's value that is not.
+//  4. the queue limits derived from the in-flight limits (unless the user set them).
+//  5. bootstrap.servers.
 PropertyList EffectiveProducerProperties(const ProducerSettings& settings);
 
 // queue.buffering.max.messages / max.kbytes that hold the bridge's in-flight limits with margin.

@@ -350,3 +350,28 @@ TEST(AckTrackerRewindFromTest, ForgottenEventsWithoutAckNeededDoNotLeakTheirIds)
 
 }  // namespace
 }  // namespace sse2kafka::bridge
+
+namespace sse2kafka::bridge {
+namespace {
+
+TEST(AckTrackerResetTest, ResetToMovesTheCheckpointBackAndForgetsEverythingInFlight) {
+  AckTracker tracker("5");
+  const uint64_t a = tracker.Add("6", 10, true);
+  const uint64_t b = tracker.Add("7", 10, true);
+  tracker.Add("8", 10, true);
+  EXPECT_TRUE(tracker.Ack(a));
+  EXPECT_TRUE(tracker.Ack(b));
+  EXPECT_EQ(tracker.checkpoint(), "7");
+  tracker.ResetTo("5");  // the transaction that held 6 and 7 was aborted
+  EXPECT_EQ(tracker.checkpoint(), "5");
+  EXPECT_EQ(tracker.in_flight_events(), 0u);
+  EXPECT_EQ(tracker.in_flight_bytes(), 0u);
+  EXPECT_FALSE(tracker.Ack(a + 2));  // the late report of "8" is stale
+  EXPECT_EQ(tracker.checkpoint(), "5");
+  const uint64_t replayed = tracker.Add("6", 10, true);
+  EXPECT_TRUE(tracker.Ack(replayed));
+  EXPECT_EQ(tracker.checkpoint(), "6");
+}
+
+}  // namespace
+}  // namespace sse2kafka::bridge

@@ -720,8 +720,60 @@ TEST(ConfigErrors, EnumeratedChoices) {
             "test.yaml:7:16: log.format: expected text or json, found `xml`");
   EXPECT_EQ(OnlyError(std::string(kMinimal) + "state: { on_corrupt: ignore }\n"),
             "test.yaml:7:22: state.on_corrupt: expected fail or reset, found `ignore`");
-  EXPECT_EQ(OnlyError(std::string(kMinimal) + "state: { backend: kafka }\n"),
-            "test.yaml:7:19: state.backend: backend `kafka` is not supported by this build; use `file`");
+  EXPECT_EQ(OnlyError(std::string(kMinimal) + "state: { backend: redis }\n"),
+            "test.yaml:7:19: state.backend: expected file or kafka, found `redis`");
+  EXPECT_EQ(OnlyError(std::string(kMinimal) + "delivery: at-most-once\n"),
+            "test.yaml:7:11: delivery: expected at-least-once or exactly-once, found `at-most-once`");
+}
+
+TEST(ConfigLoad, FleetSettings) {
+  const LoadResult defaults = Load(kMinimal);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults.config->state.backend, StateBackend::kFile);
+  EXPECT_EQ(defaults.config->delivery, Delivery::kAtLeastOnce);
+  EXPECT_EQ(defaults.config->transaction.interval, Duration(100));
+  EXPECT_EQ(defaults.config->transaction.max_events, 10000u);
+  EXPECT_EQ(defaults.config->cluster.group, "");
+  EXPECT_EQ(defaults.config->cluster.session_timeout, Duration(10000));
+
+  const LoadResult fleet = Load(std::string(kMinimal) +
+                                "state: { backend: kafka, topic: s2k.state, partitions: 12, replication_factor: 3 }\n"
+                                "delivery: exactly-once\n"
+                                "transaction: { interval: 250ms, max_events: 500 }\n"
+                                "cluster: { group: ingest-prod, session_timeout: 6s }\n");
+  ASSERT_TRUE(fleet.ok()) << ::testing::PrintToString(fleet.errors.size());
+  EXPECT_EQ(fleet.config->state.backend, StateBackend::kKafka);
+  EXPECT_EQ(fleet.config->state.topic, "s2k.state");
+  EXPECT_EQ(fleet.config->state.partitions, 12);
+  EXPECT_EQ(fleet.config->state.replication_factor, 3);
+  EXPECT_EQ(fleet.config->delivery, Delivery::kExactlyOnce);
+  EXPECT_EQ(fleet.config->transaction.interval, Duration(250));
+  EXPECT_EQ(fleet.config->transaction.max_events, 500u);
+  EXPECT_EQ(fleet.config->cluster.group, "ingest-prod");
+  EXPECT_EQ(fleet.config->cluster.session_timeout, Duration(6000));
+}
+
+TEST(ConfigErrors, FleetSettingsNeedTheKafkaBackend) {
+  EXPECT_EQ(OnlyError(std::string(kMinimal) + "delivery: exactly-once\n"),
+            "test.yaml:7:11: delivery: exactly-once keeps checkpoints in the transactions with the events: it "
+            "needs `state.backend: kafka`");
+  EXPECT_EQ(OnlyError(std::string(kMinimal) + "cluster: { group: g }\n"),
+            "test.yaml:7:19: cluster.group: cluster mode shares the state topic's partitions: it needs "
+            "`state.backend: kafka`");
+  const std::string kafka = std::string(kMinimal) + "state: { backend: kafka }\n";
+  EXPECT_EQ(OnlyError(kafka + "cluster: { session_timeout: 10s }\n"),
+            "test.yaml:8:10: cluster.group: missing required key `group` (the consumer group the instances share)");
+  EXPECT_EQ(OnlyError(kafka + "cluster: { group: \"a b\" }\n"),
+            "test.yaml:8:19: cluster.group: expected 1 to 200 characters from [A-Za-z0-9._-], found `a b`");
+  EXPECT_EQ(OnlyError(kafka + "cluster: { group: g, session_timeout: 100ms }\n"),
+            "test.yaml:8:39: cluster.session_timeout: must be from 1s to 30m (the broker's "
+            "group.min/max.session.timeout.ms apply too)");
+  EXPECT_EQ(OnlyError(kafka + "transaction: { interval: 0s }\n"),
+            "test.yaml:8:26: transaction.interval: must be from 1ms to 15m");
+  EXPECT_EQ(OnlyError(kafka + "transaction: { max_events: 0 }\n"),
+            "test.yaml:8:28: transaction.max_events: must be between 1 and 2147483647, found 0");
+  EXPECT_EQ(OnlyError(kafka + "transaction: { commit_every: 1s }\n"),
+            "test.yaml:8:16: transaction.commit_every: unknown key; expected one of: interval, max_events");
 }
 
 TEST(ConfigErrors, EmptyListItemsPointAtThemselves) {
@@ -1036,7 +1088,7 @@ TEST_F(ConfigFileTest, UnreadableFilesAreOneError) {
 }
 
 TEST(ConfigSamples, ShippedConfigsLoadCleanly) {
-  for (const char* name : {"example.yaml", "wikimedia.yaml"}) {
+  for (const char* name : {"example.yaml", "wikimedia.yaml", "fleet.yaml"}) {
     const std::string path = std::string(SSE2KAFKA_SAMPLE_CONFIG_DIR) + "/" + name;
     const LoadResult result = LoadConfigFile(path, FakeEnv({{"WIKI_TOKEN", "t"}}));
     EXPECT_TRUE(result.ok()) << name << ": " << ::testing::PrintToString(Messages(result));
@@ -1049,6 +1101,11 @@ TEST(ConfigSamples, ShippedConfigsLoadCleanly) {
   EXPECT_EQ(wikimedia.config->streams[0].url, "https://stream.wikimedia.org/v2/stream/recentchange");
   EXPECT_EQ(wikimedia.config->streams[0].topic, "wiki.recentchange");
   EXPECT_EQ(wikimedia.config->streams[0].key, KeyMode::kId);
+  const LoadResult fleet = LoadConfigFile(std::string(SSE2KAFKA_SAMPLE_CONFIG_DIR) + "/fleet.yaml", FakeEnv());
+  ASSERT_TRUE(fleet.ok());
+  EXPECT_EQ(fleet.config->state.backend, StateBackend::kKafka);
+  EXPECT_EQ(fleet.config->delivery, Delivery::kExactlyOnce);
+  EXPECT_EQ(fleet.config->cluster.group, "sse2kafka-fleet");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -399,3 +400,50 @@ TEST_F(EventLoopTest, TurnsCountsWakeUps) {
 
 }  // namespace
 }  // namespace sse2kafka::http
+
+TEST(EventLoopStall, ObserverSeesATurnThatStartsLongAfterItsTimerWasDue) {
+  std::string error;
+  auto loop = sse2kafka::http::EventLoop::Create(&error);
+  ASSERT_TRUE(loop) << error;
+  std::vector<std::chrono::milliseconds> stalls;
+  std::vector<std::string> order;
+  loop->SetStallObserver(std::chrono::milliseconds(100), [&](sse2kafka::http::Clock::duration delay) {
+    stalls.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(delay));
+    order.push_back("observer");
+  });
+  // A callback that blocks stands in for a suspended process: the next timer comes late.
+  loop->ScheduleAfter(std::chrono::milliseconds(1), [&] {
+    loop->ScheduleAfter(std::chrono::milliseconds(5), [&] {
+      order.push_back("late timer");
+      loop->ScheduleAfter(std::chrono::milliseconds(5), [&] { loop->Stop(); });
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  });
+  ASSERT_TRUE(loop->Run());
+  ASSERT_EQ(stalls.size(), 1u);
+  EXPECT_GE(stalls[0].count(), 250);
+  EXPECT_EQ(order, (std::vector<std::string>{"observer", "late timer"}));
+}
+
+TEST(EventLoopStall, PunctualTurnsAndAZeroThresholdReportNothing) {
+  std::string error;
+  auto loop = sse2kafka::http::EventLoop::Create(&error);
+  ASSERT_TRUE(loop) << error;
+  int stalls = 0;
+  loop->SetStallObserver(std::chrono::milliseconds(200), [&](auto) { ++stalls; });
+  int ticks = 0;
+  std::function<void()> tick = [&] {
+    if (++ticks == 5) {
+      loop->SetStallObserver(std::chrono::milliseconds(0), [&](auto) { ++stalls; });
+      loop->ScheduleAfter(std::chrono::milliseconds(1), [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        loop->ScheduleAfter(std::chrono::milliseconds(1), [&] { loop->Stop(); });
+      });
+      return;
+    }
+    loop->ScheduleAfter(std::chrono::milliseconds(2), tick);
+  };
+  loop->ScheduleAfter(std::chrono::milliseconds(2), tick);
+  ASSERT_TRUE(loop->Run());
+  EXPECT_EQ(stalls, 0);
+}

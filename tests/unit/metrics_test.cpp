@@ -103,6 +103,24 @@ bool Contains(const std::string& text, const std::string& part) { return text.fi
 // ---------------------------------------------------------------------------------------------
 // Prometheus rendering
 
+TEST(RenderPrometheusTest, FleetMetricsOnlyWithTheKafkaStateBackend) {
+  const SteadyTime now = steady_clock::now();
+  MetricsSnapshot snapshot = HealthySnapshot(now);
+  EXPECT_FALSE(Contains(RenderPrometheus(snapshot, now), "sse2kafka_owned_partitions"));
+  snapshot.process.fleet = true;
+  snapshot.process.owned_partitions = 8;
+  snapshot.process.owned_streams = 100;
+  snapshot.process.ownership_changes = 16;
+  snapshot.process.transactions_committed = 1234;
+  snapshot.process.transactions_aborted = 2;
+  const std::string text = RenderPrometheus(snapshot, now);
+  EXPECT_TRUE(Contains(text, "sse2kafka_owned_partitions 8\n"));
+  EXPECT_TRUE(Contains(text, "sse2kafka_owned_streams 100\n"));
+  EXPECT_TRUE(Contains(text, "# TYPE sse2kafka_ownership_changes_total counter\nsse2kafka_ownership_changes_total 16\n"));
+  EXPECT_TRUE(Contains(text, "sse2kafka_transactions_total{outcome=\"committed\"} 1234\n"
+                             "sse2kafka_transactions_total{outcome=\"aborted\"} 2\n"));
+}
+
 TEST(RenderPrometheusTest, ShowsEveryStreamCounterWithItsLabels) {
   const SteadyTime now = steady_clock::now();
   MetricsSnapshot snapshot = HealthySnapshot(now);

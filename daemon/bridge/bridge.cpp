@@ -661,7 +661,7 @@ void Bridge::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
 void Bridge::OnPartitionsRevoked(const std::vector<int32_t>& partitions, bool lost) {
   stats_.ownership_changes += partitions.size();
   ops::Log(lost ? warn : info, "", "partitions revoked",
-           {{"partitions", PartitionList(partitions)}, {"lost", lost}});
+           {{"partitions", PartitionList(partitions)}, {"lost", lost ? "true" : "false"}});
   if (lost) {
     DropPartitions(partitions, "partition lost");
   } else {

@@ -54,6 +54,10 @@ void PartitionTransaction::ScheduleTick() {
 }
 
 void PartitionTransaction::Tick() {
+  if (phase_ == Phase::kSealing) {  // sealed while held: see whether the commit may go ahead
+    CommitWhenSettled();
+    return;
+  }
   if (phase_ != Phase::kOpen) return;
   if (host_.transactions_held()) {
     ScheduleTick();
@@ -136,6 +140,11 @@ void PartitionTransaction::CommitWhenSettled() {
     return;
   }
   if (records_in_flight_ > 0) return;  // the last report calls again
+  if (host_.transactions_held()) {
+    // Sealed before the hold began: commit nothing until ownership is confirmed.
+    ScheduleTick();
+    return;
+  }
   // Every event of the transaction is delivered, so each stream's checkpoint covers exactly
   // what the transaction holds.
   committing_.clear();

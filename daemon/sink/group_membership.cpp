@@ -312,7 +312,8 @@ bool GroupMembership::Leave(std::chrono::milliseconds timeout) {
   if (leaving_) return closed_;
   leaving_ = true;
   if (!assigned_.empty()) {
-    spdlog::warn("leaving kafka group with partitions {} of {} still assigned",
+    // Normal at a stop: the owner wrote their checkpoints before leaving.
+    spdlog::info("leaving kafka group; partitions {} of {} go to the other members",
                  Describe(std::vector<int32_t>(assigned_.begin(), assigned_.end())), topic_);
   }
   // Whatever librdkafka revokes while closing is answered at once (leaving_), inside the serving

@@ -219,3 +219,27 @@ def test_kill9_during_transactions_loses_and_repeats_nothing(txn_cluster, upstre
     assert aborts and raw.duplicates > 0, \
         "the kills left no open transaction behind (no aborted copies in the mock): the test proved nothing\n" \
         "raw: %s\n%s" % (raw.text(), run.cluster.proxy.describe())
+
+
+def test_a_second_instance_fences_the_first_which_exits(txn_cluster, upstream, processes, tmp_path, start_bridge,
+                                                         scenario_summary):
+    """Two instances with the same config and no cluster (a duplicated deployment): the second one's
+    init_transactions fences the first, which must stop writing and exit 1 ("partition fenced");
+    the read_committed side still holds every ID exactly once."""
+    seed, _ = scenario_random("eos-duplicate")
+    run = ExactlyOnceRun("duplicate", txn_cluster, upstream, processes, tmp_path, start_bridge)
+    first = run.start()
+    run.wait_for_progress(0.3)
+    # The same config but for its own admin port (both run on this host).
+    run.admin_port = free_port()
+    run.config = dict(run.config, admin={"listen": "127.0.0.1:%d" % run.admin_port})
+    run.start()
+    rc = first.wait_for_exit(seconds(30))
+    assert rc == 1, "the fenced instance did not exit 1 (rc %s)\n%s" % (rc, first.describe(60))
+    fenced = log_records(first, "partition fenced")
+    assert fenced, "the fenced instance did not say so\n" + first.describe(60)
+    run.finish()
+    committed, raw = run.verdict()
+    scenario_summary(run.summary(committed, raw, seed, " fenced_partitions=%s" % sorted(
+        r.fields.get("partition") for r in fenced)))
+    assert run.cluster.proxy.decisions("fence"), "the proxy fenced nothing\n" + run.cluster.proxy.describe()

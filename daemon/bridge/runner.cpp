@@ -114,6 +114,7 @@ int Runner::Run() {
       [settings](std::string* e) { return sink::KafkaProducer::Create(settings, e); }, config_,
       std::move(fleet));
   if (!bridge_->Start(&error)) return Fail("cannot start: " + error);
+  if (failure_) return Fail(*failure_);  // the loop is not running yet: Stop would be lost
 
   PublishMetrics();
   if (!config_.admin.listen.empty()) {

@@ -10,8 +10,8 @@ folder on sys.path). What it adds to the e2e harness and reliability_support:
 - Log reading: log_fields(), log_records(), owned_partitions() (replays "partitions assigned" /
   "partitions revoked" lines).
 - Metrics: scrape_metrics() for admin.listen.
-- FollowingReader: a kafka_dump that follows topics (optionally read_committed) and feeds a
-  GapChecker; read_all_checker(): a GapChecker over everything the topics hold now.
+- read_all_checker(): a GapChecker over everything the topics hold now (following a topic as
+  records land is reliability_support.RecordTail, optionally read_committed).
 - TaggedFeeds: numbered SSE feeds on many paths whose event data names the instance and the
   connection that carried it ("i=<instance> c=<connection> n=<N>"), with the moment each event
   was written; ConnectionSampler: open connections per path, sampled in a thread.
@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import socket
 import struct
-import subprocess
 import threading
 import time
 import urllib.request
@@ -33,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from gap_check import GapChecker
-from harness import Bridge, Kafka, ProcessRegistry, Record, tool
+from harness import Bridge, Kafka, Record
 from sse_upstream import NumberedRoute, SSEUpstream
 
 STATE_TOPIC = "_sse2kafka_state"
@@ -304,64 +302,6 @@ def metric_value(samples: list, name: str, **labels) -> Optional[float]:
 
 
 # ----------------------------------------------------------------------------- reading records
-
-class FollowingReader:
-    """kafka_dump following topics from offset 0 for a whole scenario, feeding a GapChecker as
-    records land. With isolation="read_committed" the offsets of aborted records and transaction
-    markers are never read, so the checker's offset_skips are expected there and say nothing."""
-
-    def __init__(self, registry: ProcessRegistry, bootstrap: str, topics: Iterable[str], log_dir: Path,
-                 name: str = "reader", isolation: Optional[str] = None) -> None:
-        self.topics = list(topics)
-        self.checker = GapChecker()
-        self.errors: list = []
-        self.stderr_path = Path(log_dir) / ("%s.stderr" % name)
-        cmd = ["stdbuf", "-oL", str(tool("kafka_dump")), "--brokers", bootstrap,
-               "--timeout-ms", str(6 * 3600 * 1000), "-X", "auto.offset.reset=earliest"]
-        if isolation:
-            cmd += ["--isolation", isolation]
-        for topic in self.topics:
-            cmd += ["--topic", topic]
-        env = dict(os.environ)
-        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
-        self._stderr = open(self.stderr_path, "wb")
-        self.process = registry.add(subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=env,
-            text=True, encoding="utf-8", errors="replace", bufsize=1 << 16))
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        for line in self.process.stdout:
-            if not line.strip():
-                continue
-            try:
-                self.checker.add_line(line)
-            except (ValueError, KeyError) as exc:
-                if len(self.errors) < 20:
-                    self.errors.append("%s: %r" % (exc, line[:200]))
-
-    def check_alive(self) -> None:
-        if self.errors:
-            raise AssertionError("the record reader got lines it cannot parse: %s" % self.errors)
-        if self.process.poll() is not None:
-            raise AssertionError("the record reader (kafka_dump) exited with %s: %s" % (
-                self.process.returncode, self.stderr()[-2000:]))
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._thread.join(10)
-        self._stderr.close()
-
 
 def read_all_checker(kafka: Kafka, topics: Iterable[str], isolation: Optional[str] = None,
                      timeout: float = 30) -> tuple:

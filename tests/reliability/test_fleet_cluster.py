@@ -43,13 +43,13 @@ import time
 
 import pytest
 
-from fleet_support import (ConnectionSampler, FollowingReader, TaggedFeeds, checkpoint_regressions,
+from fleet_support import (ConnectionSampler, TaggedFeeds, checkpoint_regressions,
                            fleet_config, free_port, log_records, metric_value, newest_checkpoints,
                            owned_partitions, parse_tag, read_all_checker, read_state, scrape_metrics,
                            state_partition)
 from gap_check import Expected
 from harness import Kafka, wait_until, write_config
-from reliability_support import TIME_SCALE, observe_for, scaled, seconds
+from reliability_support import TIME_SCALE, RecordTail, observe_for, scaled, seconds
 from txn_proxy_support import txn_cluster  # noqa: F401  (fixture)
 
 STREAMS = scaled(300, 120)
@@ -191,7 +191,7 @@ def test_three_instances_share_streams_and_survive_kill9(make_broker, upstream, 
     broker.create_topic(state_topic, PARTITIONS)
     kafka = Kafka(broker.bootstrap)
     fleet = Fleet(upstream, tmp_path, start_bridge, broker.bootstrap, topic, state_topic)
-    tail = FollowingReader(processes, broker.bootstrap, [topic], tmp_path, name="cluster_tail")
+    tail = RecordTail(processes, broker.bootstrap, [topic], tmp_path, name="cluster_tail")
     try:
         for instance in INSTANCES:
             fleet.start(instance)

@@ -22,11 +22,11 @@ mock shows (raw duplicates > 0).
 
 import re
 
-from fleet_support import (FollowingReader, fleet_config, free_port, log_records, metric_value,
+from fleet_support import (fleet_config, free_port, log_records, metric_value,
                            newest_checkpoints, read_all_checker, read_state, scrape_metrics, state_partition)
 from gap_check import Expected
 from harness import Kafka, wait_until
-from reliability_support import observe_for, scaled, scenario_random, seconds
+from reliability_support import RecordTail, observe_for, scaled, scenario_random, seconds
 from sse_upstream import NumberedRoute
 from txn_proxy_support import txn_cluster  # noqa: F401  (fixture)
 
@@ -60,8 +60,8 @@ class ExactlyOnceRun:
             transaction={"interval": "100ms", "max_events": 10000}, admin_port=self.admin_port,
             properties=properties, log_level=log_level, stats_interval="5s")
         self.expected = {n: Expected(last=EVENTS) for n in self.names}
-        self.tail = FollowingReader(processes, self.cluster.bootstrap, [self.topic], tmp_path,
-                                    name="committed_tail", isolation="read_committed")
+        self.tail = RecordTail(processes, self.cluster.bootstrap, [self.topic], tmp_path,
+                                name="committed_tail", isolation="read_committed")
         self.start_bridge = start_bridge
         self.bridges = []
         self.metrics = []

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The end-to-end benchmark suite of sse2kafka (see bench/README.md): builds what it needs, runs
-# S1..S5 against the real binary, the mock broker and the loopback source, and prints a Markdown
+# S1..S6 against the real binary, the mock broker and the loopback source, and prints a Markdown
 # table of median and min–max per figure with the budgets.
 #
 # Usage: bench/run.sh [--smoke] [--runs N] [--only "S1 S3"] [--build-dir DIR] [--out DIR]
@@ -9,7 +9,7 @@
 #                    runs and verifies its records; figures are not meaningful and no budget is
 #                    checked. This is what CI runs.
 #   --runs N         measured runs per figure (default 3)
-#   --only LIST      scenarios to run (default "S1 S2 S3 S4 S5")
+#   --only LIST      scenarios to run (default "S1 S2 S3 S4 S5 S6")
 #   --build-dir DIR  build tree (default build-bench; configured as Release when new). An existing
 #                    tree is used with its own build type.
 #   --out DIR        where results (JSON per scenario, report.md) and logs go
@@ -22,7 +22,7 @@ repo=$(pwd)
 
 smoke=0
 runs=3
-only="S1 S2 S3 S4 S5"
+only="S1 S2 S3 S4 S5 S6"
 build_dir=build-bench
 out=""
 check_budgets=()
@@ -67,6 +67,7 @@ for s in $only; do
     S3) cmd=("$scenarios/many_streams.py") ;;
     S4) cmd=("$scenarios/latency.py") ;;
     S5) cmd=("$scenarios/restart.py") ;;
+    S6) cmd=("$scenarios/exactly_once.py") ;;
     *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;;
   esac
   if ! python3 "${cmd[@]}" "${common[@]}" --out "$out/$s.json" --work-dir "$out/$s-work"; then

@@ -53,7 +53,7 @@ cmake --build "$build_dir" -j "${SSE2KAFKA_JOBS:-2}" \
 # Ten thousand streams need ten thousand sockets in the bridge and in the source.
 ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 
-out=${out:-$build_dir/bench-results/$(date +%Y%m%d-%H%M%S)$([[ $smoke == 1 ]] && echo -smoke)}
+out=${out:-$build_dir/bench-results/$(date +%Y%m%d-%H%M%S)$([[ $smoke == 1 ]] && echo -smoke || true)}
 mkdir -p "$out"
 common=(--build-dir "$build_dir" --runs "$runs")
 [[ $smoke == 1 ]] && common+=(--smoke)

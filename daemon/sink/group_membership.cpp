@@ -35,18 +35,6 @@ int TimeoutMs(std::chrono::milliseconds timeout) {
   return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(timeout.count(), 0, INT_MAX));
 }
 
-spdlog::level::level_enum SpdlogLevel(int syslog_level) {
-  if (syslog_level <= 2) return spdlog::level::critical;
-  if (syslog_level == 3) return spdlog::level::err;
-  if (syslog_level == 4) return spdlog::level::warn;
-  if (syslog_level <= 6) return spdlog::level::info;
-  return spdlog::level::debug;
-}
-
-void ForwardLog(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
-  spdlog::log(SpdlogLevel(level), "librdkafka {} [{}]: {}", rd_kafka_name(rk), facility, message);
-}
-
 PartitionList NewPartitionList(const std::string& topic, const std::vector<int32_t>& partitions) {
   PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())),
                      &rd_kafka_topic_partition_list_destroy);
@@ -153,7 +141,7 @@ std::unique_ptr<GroupMembership> GroupMembership::Create(const MembershipSetting
   rd_kafka_conf_set_opaque(conf, member.get());
   rd_kafka_conf_set_rebalance_cb(conf, &Callbacks::OnRebalance);
   rd_kafka_conf_set_error_cb(conf, &Callbacks::OnError);
-  rd_kafka_conf_set_log_cb(conf, &ForwardLog);
+  ForwardLogToSpdlog(conf);
 
   std::array<char, 512> errstr{};
   member->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr.data(), errstr.size());

@@ -89,18 +89,6 @@ TransactionResult TransactionResultOf(rd_kafka_t* rk, TransactionOp op, const rd
   return result;
 }
 
-spdlog::level::level_enum SpdlogLevel(int syslog_level) {
-  if (syslog_level <= 2) return spdlog::level::critical;
-  if (syslog_level == 3) return spdlog::level::err;
-  if (syslog_level == 4) return spdlog::level::warn;
-  if (syslog_level <= 6) return spdlog::level::info;
-  return spdlog::level::debug;
-}
-
-void ForwardLog(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
-  spdlog::log(SpdlogLevel(level), "librdkafka {} [{}]: {}", rd_kafka_name(rk), facility, message);
-}
-
 // Whether a failed delivery's cause may clear by itself (brokers coming back, leaders moving)
 // rather than needing a change of config, ACLs or topics. librdkafka has no public
 // classification for delivery errors, so this follows Kafka's retriable exceptions.
@@ -338,7 +326,7 @@ std::unique_ptr<KafkaProducer> KafkaProducer::Create(const ProducerSettings& set
   producer->statistics_interval_ = statistics_interval;
   producer->transactional_ = settings.transactional_id.has_value();
   rd_kafka_conf_set_events(conf, kServedEvents);
-  rd_kafka_conf_set_log_cb(conf, &ForwardLog);
+  ForwardLogToSpdlog(conf);
 
   std::array<char, 512> errstr{};
   producer->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr.data(), errstr.size());

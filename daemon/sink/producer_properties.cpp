@@ -1,5 +1,7 @@
 #include "sink/producer_properties.h"
 
+#include <spdlog/spdlog.h>
+
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 
@@ -57,31 +59,24 @@ std::optional<int64_t> ParseMilliseconds(std::string_view text) {
   return value;
 }
 
-// librdkafka documents the scope of every property (C: consumer, P: producer, *: both) only in
-// the table rd_kafka_conf_properties_show prints; this reads the consumer-only names from it.
 std::set<std::string, std::less<>> ConsumerOnlyProperties() {
   std::set<std::string, std::less<>> names;
-  char* buffer = nullptr;
-  size_t size = 0;
-  FILE* table = open_memstream(&buffer, &size);
-  if (table == nullptr) return names;
-  rd_kafka_conf_properties_show(table);
-  fclose(table);
-  std::unique_ptr<char, decltype(&free)> owned(buffer, &free);
-  std::string_view text(buffer, size);
-  while (!text.empty()) {
-    const std::size_t end = text.find('\n');
-    const std::string_view line = text.substr(0, end);
-    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
-    const std::size_t first_bar = line.find('|');
-    if (first_bar == std::string_view::npos) continue;
-    const std::size_t second_bar = line.find('|', first_bar + 1);
-    if (second_bar == std::string_view::npos) continue;
-    if (Trim(line.substr(first_bar + 1, second_bar - first_bar - 1)) == "C") {
-      names.emplace(Trim(line.substr(0, first_bar)));
-    }
+  for (const auto& [name, property] : LibrdkafkaPropertyTable()) {
+    if (property.scope == "C") names.insert(name);
   }
   return names;
+}
+
+spdlog::level::level_enum SpdlogLevel(int syslog_level) {
+  if (syslog_level <= 2) return spdlog::level::critical;
+  if (syslog_level == 3) return spdlog::level::err;
+  if (syslog_level == 4) return spdlog::level::warn;
+  if (syslog_level <= 6) return spdlog::level::info;
+  return spdlog::level::debug;
+}
+
+void ForwardLog(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
+  spdlog::log(SpdlogLevel(level), "librdkafka {} [{}]: {}", rd_kafka_name(rk), facility, message);
 }
 
 std::optional<std::string> RefuseForTheSink(const std::string& name) {
@@ -192,6 +187,37 @@ PropertyList EffectiveProducerProperties(const ProducerSettings& settings) {
     effective.emplace_back("bootstrap.servers", settings.bootstrap_servers);
   }
   return effective;
+}
+
+void ForwardLogToSpdlog(rd_kafka_conf_s* conf) { rd_kafka_conf_set_log_cb(conf, &ForwardLog); }
+
+// librdkafka documents the scope of every property (C: consumer, P: producer, *: both) only in
+// the table rd_kafka_conf_properties_show prints.
+std::map<std::string, LibrdkafkaProperty, std::less<>> LibrdkafkaPropertyTable() {
+  std::map<std::string, LibrdkafkaProperty, std::less<>> table;
+  char* buffer = nullptr;
+  size_t size = 0;
+  FILE* out = open_memstream(&buffer, &size);
+  if (out == nullptr) return table;
+  rd_kafka_conf_properties_show(out);
+  fclose(out);
+  std::unique_ptr<char, decltype(&free)> owned(buffer, &free);
+  std::string_view text(buffer, size);
+  bool topic_level = false;
+  while (!text.empty()) {
+    const std::size_t end = text.find('\n');
+    const std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    if (line.find("Topic configuration") != std::string_view::npos) topic_level = true;
+    const std::size_t first_bar = line.find('|');
+    if (first_bar == std::string_view::npos) continue;
+    const std::size_t second_bar = line.find('|', first_bar + 1);
+    if (second_bar == std::string_view::npos) continue;
+    table.emplace(std::string(Trim(line.substr(0, first_bar))),
+                  LibrdkafkaProperty{std::string(Trim(line.substr(first_bar + 1, second_bar - first_bar - 1))),
+                                     topic_level});
+  }
+  return table;
 }
 
 rd_kafka_conf_s* NewLibrdkafkaConf(const PropertyList& properties, std::string* error) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -94,5 +95,17 @@ std::string RedactSecretValues(std::string text, const PropertyList& properties)
 // A new librdkafka configuration holding `properties`, applied in order; the caller owns it.
 // nullptr and *error (naming the property, secrets as ***) when librdkafka refuses one.
 rd_kafka_conf_s* NewLibrdkafkaConf(const PropertyList& properties, std::string* error);
+
+// Sends the log lines of a client created from `conf` to spdlog's default logger, at the level
+// matching librdkafka's syslog level, as "librdkafka <client> [<facility>]: <message>".
+void ForwardLogToSpdlog(rd_kafka_conf_s* conf);
+
+// One row of librdkafka's property table (rd_kafka_conf_properties_show), the only place where
+// librdkafka states which client type a property applies to.
+struct LibrdkafkaProperty {
+  std::string scope;         // "*" (every client), "P" (producers) or "C" (consumers)
+  bool topic_level = false;  // listed under "Topic configuration properties"
+};
+std::map<std::string, LibrdkafkaProperty, std::less<>> LibrdkafkaPropertyTable();
 
 }  // namespace sse2kafka::sink

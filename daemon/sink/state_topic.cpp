@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "sink/json_text.h"
+#include "sink/producer_properties.h"
 
 namespace sse2kafka::sink {
 namespace {
@@ -44,18 +45,6 @@ class Deadline {
   Clock::time_point at_;
 };
 
-spdlog::level::level_enum SpdlogLevel(int syslog_level) {
-  if (syslog_level <= 2) return spdlog::level::critical;
-  if (syslog_level == 3) return spdlog::level::err;
-  if (syslog_level == 4) return spdlog::level::warn;
-  if (syslog_level <= 6) return spdlog::level::info;
-  return spdlog::level::debug;
-}
-
-void ForwardLog(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
-  spdlog::log(SpdlogLevel(level), "librdkafka {} [{}]: {}", rd_kafka_name(rk), facility, message);
-}
-
 // One short-lived librdkafka client. Consumer type: its metadata requests ask brokers not to
 // auto-create topics (allow.auto.create.topics defaults to false; setting it explicitly would
 // make librdkafka warn on every connection to brokers older than 0.11), and it needs no group
@@ -74,7 +63,7 @@ class KafkaClient {
     std::unique_ptr<KafkaClient> client(new KafkaClient());
     rd_kafka_conf_set_opaque(conf, client.get());
     rd_kafka_conf_set_error_cb(conf, &KafkaClient::OnError);
-    rd_kafka_conf_set_log_cb(conf, &ForwardLog);
+    ForwardLogToSpdlog(conf);
     std::array<char, 512> errstr{};
     client->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr.data(), errstr.size());
     if (client->rk_ == nullptr) {

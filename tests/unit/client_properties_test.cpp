@@ -1,46 +1,22 @@
 // Which producer properties carry over to sse2kafka's admin client and consumers.
 #include "sink/client_properties.h"
+#include "sink/producer_properties.h"
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
-#include <stdio.h>
 
-#include <cstdlib>
 #include <map>
-#include <memory>
 #include <string>
 #include <string_view>
 
 namespace sse2kafka::sink {
 namespace {
 
-std::string_view Trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
-// librdkafka's own table of global properties (rd_kafka_conf_properties_show): name -> scope
-// ("*", "P" or "C"). Topic-level properties come after the "Topic configuration" heading.
+// librdkafka's own scope of every global property: name -> "*", "P" or "C".
 std::map<std::string, std::string> GlobalPropertyScopes() {
   std::map<std::string, std::string> scopes;
-  char* buffer = nullptr;
-  size_t size = 0;
-  FILE* table = open_memstream(&buffer, &size);
-  if (table == nullptr) return scopes;
-  rd_kafka_conf_properties_show(table);
-  fclose(table);
-  std::unique_ptr<char, decltype(&free)> owned(buffer, &free);
-  std::string_view text(buffer, size);
-  while (!text.empty()) {
-    const std::size_t end = text.find('\n');
-    const std::string_view line = text.substr(0, end);
-    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
-    if (line.find("Topic configuration") != std::string_view::npos) break;
-    const std::size_t first_bar = line.find('|');
-    const std::size_t second_bar = first_bar == std::string_view::npos ? first_bar : line.find('|', first_bar + 1);
-    if (second_bar == std::string_view::npos) continue;
-    scopes.emplace(Trim(line.substr(0, first_bar)), Trim(line.substr(first_bar + 1, second_bar - first_bar - 1)));
+  for (const auto& [name, property] : LibrdkafkaPropertyTable()) {
+    if (!property.topic_level) scopes.emplace(name, property.scope);
   }
   return scopes;
 }

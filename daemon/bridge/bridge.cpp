@@ -265,7 +265,11 @@ void Bridge::CollectDrained() {
     const std::string name = p.config().name;
     const std::string checkpoint = p.checkpoint();
     RecordCheckpoint(p);
-    const bool replaced = active_.count(name) && active_[name] != p.slot();
+    auto active = active_.find(name);
+    const bool replaced = active != active_.end() && active->second != p.slot();
+    // A stream drained by the stop is still listed; metrics and summaries read active_ until
+    // the process exits, so it must name only pipelines that exist.
+    if (active != active_.end() && !replaced) active_.erase(active);
     auto partition = partition_of_slot_.find(p.slot());
     if (partition != partition_of_slot_.end()) {
       auto owned = partitions_.find(partition->second);

@@ -306,3 +306,36 @@ def test_existing_state_topic_is_used_as_it_is(make_broker, upstream, start_brid
         "the existing state topic should keep its %d partitions: %s" % (existing, marks)
     assert_checkpoint_shape(records, names, existing, bridge.pid)
     assert bridge.stop() == 0, bridge.describe()
+
+
+def test_stop_waiting_for_the_state_topic_keeps_serving_metrics(make_broker, upstream, start_bridge):
+    """A graceful stop drains the streams first and then waits for the state topic to confirm
+    their final checkpoints. With the broker answering slowly, the once-a-second metrics snapshot
+    runs inside that wait, after the streams are gone: it must not look them up."""
+    topic, state_topic, rtt_ms = "e2e.fleet.slowstop", "_e2e_state_slowstop", 2500
+    names = ["slowstop-a", "slowstop-b"]
+    broker = make_broker(topics=[topic + ":1"])
+    broker.create_topic(state_topic, 2)
+    kafka = Kafka(broker.bootstrap)
+    for name in names:
+        upstream.route("/" + name, NumberedRoute(end=None, rate_per_s=100))
+    bridge = start_bridge(fleet_config(broker.bootstrap,
+                                       [{"name": n, "url": upstream.url("/" + n), "topic": topic} for n in names],
+                                       partitions=2, topic=state_topic))
+    state_topic_ready(bridge, seconds(20))
+    wait_until(lambda: bridge.assert_running() or kafka.count(topic) >= 50, seconds(30), interval=0.2,
+               message=lambda: "no events delivered\n" + bridge.describe(60))
+    broker.rtt(1, rtt_ms)
+    status = bridge.stop(timeout=seconds(20))
+    broker.rtt(1, 0)
+    assert status == 0, "a stop behind a slow state topic exited %s\n%s" % (status, bridge.describe(80))
+    assert log_records(bridge, "stream released"), bridge.describe(60)
+
+    checker = GapChecker()
+    for record in kafka.records(topic, eof=True, timeout=5):
+        checker.add_record({"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                            "headers": [[k, v] for k, v in record.headers]})
+    final = newest_checkpoints(read_state(kafka, state_topic))
+    assert {n: final[n].last_event_id for n in names if n in final} == \
+        {n: str(checker.highest_id(n)) for n in names}, \
+        "the final checkpoints should name the newest events in Kafka\n" + bridge.describe(60)

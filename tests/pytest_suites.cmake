@@ -1,6 +1,10 @@
 # Registers every test_*.py file of the calling folder as one ctest test named <label>.<file>,
 # run with Debian's pytest against the real sse2kafka binary and the test tools.
 # A file may set its ctest timeout (seconds) with a line "# ctest-timeout: N"; the default is 300.
+# A file with a line "# ctest-run-serial" runs alone: scripts/test.sh runs these suites several at
+# a time (they mostly wait on paced upstreams and broker round trips), and a scenario that loads
+# both cores itself (hundreds of streams, several instances) would slow the others past their
+# deadlines.
 # ctest builds nothing: sse2kafka and the tools (tests/tools) are part of `all`.
 set(SSE2KAFKA_PYTHON /usr/bin/python3 CACHE FILEPATH
     "Python with pytest for the e2e and reliability tests (Debian's, not a pyenv one without pytest)")
@@ -19,6 +23,7 @@ function(sse2kafka_pytest_suite label)
     if(timeout_line)
       string(REGEX REPLACE "^# ctest-timeout: ([0-9]+).*" "\\1" timeout "${timeout_line}")
     endif()
+    file(STRINGS ${test_file} serial_line REGEX "^# ctest-run-serial" LIMIT_COUNT 1)
     add_test(NAME ${label}.${test_name}
              COMMAND ${SSE2KAFKA_PYTHON} -m pytest -q -x -p no:cacheprovider -rA ${test_file}
              WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
@@ -26,5 +31,8 @@ function(sse2kafka_pytest_suite label)
       LABELS ${label}
       TIMEOUT ${timeout}
       ENVIRONMENT "SSE2KAFKA_BIN=${bridge};SSE2KAFKA_TOOLS_DIR=${CMAKE_BINARY_DIR}/tests/tools;PYTHONDONTWRITEBYTECODE=1")
+    if(serial_line)
+      set_tests_properties(${label}.${test_name} PROPERTIES RUN_SERIAL TRUE)
+    endif()
   endforeach()
 endfunction()

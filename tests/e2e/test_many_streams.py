@@ -1,6 +1,7 @@
 """1,000 streams in one bridge process against one loopback upstream: every stream connects, stays
 connected, and delivers all of its events (counted per stream key in Kafka)."""
 # ctest-timeout: 240
+# ctest-run-serial
 
 import time
 

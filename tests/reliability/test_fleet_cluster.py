@@ -37,6 +37,7 @@ while stopped:
   its committed checkpoint (gaps = 0), exactly once with exactly-once (duplicates = 0).
 """
 # ctest-timeout: 360
+# ctest-run-serial
 
 import signal
 import time

@@ -57,6 +57,11 @@ int32_t Bridge::PartitionOf(std::string_view stream) const {
   return kafka_state() ? sink::StatePartitionFor(stream, fleet_.state_partitions) : 0;
 }
 
+bool Bridge::RunsPartitionOf(std::string_view stream) const {
+  auto owned = partitions_.find(PartitionOf(stream));
+  return owned != partitions_.end() && owned->second.phase == OwnedPartition::Phase::kRunning;
+}
+
 bool Bridge::PartitionHasStreams(int32_t partition) const {
   return std::any_of(config_.streams.begin(), config_.streams.end(),
                      [&](const config::StreamConfig& s) { return PartitionOf(s.name) == partition; });
@@ -286,6 +291,8 @@ void Bridge::CollectDrained() {
     if (restart != restart_after_drain_.end()) {
       config::StreamConfig next = std::move(restart->second);
       restart_after_drain_.erase(restart);
+      // A partition given up meanwhile is someone else's: its next assignment starts the stream.
+      if (!RunsPartitionOf(name)) continue;
       ops::Log(info, name, "restarting with its new settings", {{"checkpoint", checkpoint}});
       StartStream(next, checkpoint);
     }
@@ -297,6 +304,19 @@ void Bridge::Reload(config::Config next) {
   for (const auto& s : next.streams) wanted[s.name] = &s;
   int added = 0, removed = 0, restarted = 0, kept = 0;
   std::vector<std::string> to_start;
+  // Streams waiting for an earlier pipeline to drain restart with the settings of this reload,
+  // or not at all if it removed them.
+  for (auto it = restart_after_drain_.begin(); it != restart_after_drain_.end();) {
+    auto w = wanted.find(it->first);
+    if (w == wanted.end()) {
+      ++removed;
+      ops::Log(info, it->first, "stream removed by reload: it will not restart after draining");
+      it = restart_after_drain_.erase(it);
+    } else {
+      it->second = *w->second;
+      ++it;
+    }
+  }
   // Removed and changed streams: stop reading; they leave once their deliveries settle.
   for (auto it = active_.begin(); it != active_.end();) {
     StreamPipeline& p = *pipelines_.at(it->second);
@@ -327,7 +347,9 @@ void Bridge::Reload(config::Config next) {
     bool draining = false;
     for (const auto& [slot, p] : pipelines_) draining |= p->config().name == s.name;
     if (draining) {
-      restart_after_drain_[s.name] = s;
+      // Only where its partition is this instance's; otherwise the partition's next assignment
+      // starts it.
+      if (RunsPartitionOf(s.name)) restart_after_drain_[s.name] = s;
       ++restarted;
       continue;
     }
@@ -726,9 +748,11 @@ void Bridge::CheckReleases() {
 
 void Bridge::FinishRelease(int32_t partition) {
   auto owned = partitions_.find(partition);
-  if (owned == partitions_.end()) return;
+  // A late call for an ownership that already ended (dropped, perhaps assigned again) is stale.
+  if (owned == partitions_.end() || owned->second.phase != OwnedPartition::Phase::kReleasing) return;
   DropTransaction(owned->second);
   partitions_.erase(owned);
+  std::erase(to_read_, partition);
   stats_.owned_partitions = partitions_.size();
   if (membership_) membership_->Release({partition});
   ops::Log(info, "", "partitions released", {{"partitions", std::to_string(partition)}});
@@ -743,7 +767,9 @@ void Bridge::DropTransaction(OwnedPartition& owned) {
     auto p = pipelines_.find(slot);
     if (p != pipelines_.end()) p->second->Rewind("partition given up", std::nullopt, /*producer_lost=*/true);
   }
-  // Not from inside its own callbacks: destroyed from the loop (or with the bridge).
+  // Inert from now on (nothing more reaches this bridge from it), but destroyed from the loop
+  // (or with the bridge): this may run inside its own callbacks.
+  owned.transaction->Detach();
   retired_transactions_.push_back(std::move(owned.transaction));
   if (retired_transactions_.size() == 1) {
     loop_.ScheduleAfter(milliseconds(0), [this] { retired_transactions_.clear(); });
@@ -769,6 +795,8 @@ void Bridge::DropPartitions(const std::vector<int32_t>& partitions, const std::s
     DropTransaction(owned->second);
     if (topic_checkpoints_) topic_checkpoints_->DropPartition(partition);
     partitions_.erase(owned);
+    // A read still queued (a retry, say) belongs to this ownership, not to a later one.
+    std::erase(to_read_, partition);
   }
   stats_.owned_partitions = partitions_.size();
   CollectDrained();
@@ -796,7 +824,7 @@ void Bridge::OnTransactionalDelivery(const sink::DeliveryReport& report) {
 void Bridge::OnTransactionCommitted(int32_t partition) {
   ++stats_.transactions_committed;
   auto owned = partitions_.find(partition);
-  if (owned == partitions_.end()) return;
+  if (owned == partitions_.end() || !owned->second.transaction) return;
   const auto& committed = owned->second.transaction->committed();
   for (auto it = owned->second.departed.begin(); it != owned->second.departed.end();) {
     auto c = committed.find(it->first);

@@ -163,6 +163,9 @@ class Bridge final : public PipelineHost,
   bool cluster() const { return !config_.cluster.group.empty(); }
   int32_t PartitionOf(std::string_view stream) const;
   bool PartitionHasStreams(int32_t partition) const;
+  // True when the partition of `stream` is owned here and its streams run (not being acquired
+  // or released).
+  bool RunsPartitionOf(std::string_view stream) const;
   void AcquirePartitions(const std::vector<int32_t>& partitions);
   void ReadReadyPartitions();
   void StartPartitionStreams(int32_t partition, const std::map<std::string, std::string>& checkpoints);

@@ -29,15 +29,30 @@ PartitionTransaction::PartitionTransaction(Options options, std::unique_ptr<sink
     : options_(std::move(options)), producer_(std::move(producer)), host_(host) {
   host_.loop().Watch(producer_->wakeup_fd(), EPOLLIN, [this](uint32_t) {
     producer_->Poll(*this);
-    host_.AfterTransactionalDeliveries();
+    if (!detached_) host_.AfterTransactionalDeliveries();
   });
 }
 
 PartitionTransaction::~PartitionTransaction() {
+  finished_ = nullptr;  // its owner is going away too: nobody to tell
+  Detach();
+  producer_->Purge();
+}
+
+void PartitionTransaction::Detach() {
+  if (detached_) return;
+  detached_ = true;
   host_.loop().Cancel(tick_timer_);
   host_.loop().Cancel(retry_timer_);
+  tick_timer_ = retry_timer_ = 0;
   host_.loop().Unwatch(producer_->wakeup_fd());
-  producer_->Purge();
+  alive_.reset();  // deferred work is dropped
+  phase_ = Phase::kDead;
+  if (finished_) {
+    auto done = std::move(finished_);
+    finished_ = nullptr;
+    done(false);
+  }
 }
 
 void PartitionTransaction::Start() {
@@ -104,6 +119,7 @@ void PartitionTransaction::Seal() {
 }
 
 void PartitionTransaction::OnDelivery(const sink::DeliveryReport& report) {
+  if (detached_) return;
   if (records_in_flight_ > 0) --records_in_flight_;
   if (PipelineHost::SlotOf(report.token) == 0) {
     if (!report.ok && !abort_needed_) {
@@ -236,6 +252,7 @@ void PartitionTransaction::RetryLater(std::function<void()> operation) {
 }
 
 void PartitionTransaction::OnFatalError(const std::string& reason) {
+  if (detached_) return;
   // The transaction result that follows says whether it was fencing; a fatal error outside
   // an operation (a produce) ends the partition here.
   if (producer_->transaction_op_running()) return;
@@ -245,6 +262,7 @@ void PartitionTransaction::OnFatalError(const std::string& reason) {
 }
 
 void PartitionTransaction::OnTransactionResult(const sink::TransactionResult& result) {
+  if (detached_) return;
   // Called from inside Poll: what follows may start another operation, so leave Poll first.
   Defer([this, result] {
     if (phase_ == Phase::kDead) return;

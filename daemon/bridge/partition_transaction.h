@@ -91,6 +91,12 @@ class PartitionTransaction final : public sink::DeliveryHandler {
   // more afterwards.
   void Finish(std::function<void(bool committed)> done);
 
+  // Makes this object inert ahead of its destruction, which its owner defers when it gives the
+  // partition up from inside one of this object's own callbacks: from now on nothing reaches the
+  // host (not even the rest of the report batch being served), no timer runs and the producer's
+  // fd is no longer watched. A pending Finish reports done(false). The destructor still purges.
+  void Detach();
+
   int32_t partition() const { return options_.partition; }
   // Event records handed over and not yet reported, and their bytes.
   std::size_t events_in_flight() const { return events_in_flight_; }
@@ -136,6 +142,7 @@ class PartitionTransaction final : public sink::DeliveryHandler {
   http::TimerId tick_timer_ = 0;
   http::TimerId retry_timer_ = 0;
   bool deferred_ = false;  // a CommitWhenSettled is scheduled outside the producer's callbacks
+  bool detached_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // expires with this object
 };
 

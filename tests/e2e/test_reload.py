@@ -4,9 +4,14 @@ start, removed ones stop; an invalid config is logged and ignored."""
 # ctest-timeout: 200
 
 import signal
+import sys
+from pathlib import Path
 
-from harness import write_config
-from sse_upstream import Route, hang, send, sse_event
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
+
+from fleet_support import free_port, metric_value, scrape_metrics  # noqa: E402
+from harness import Kafka, wait_until, write_config  # noqa: E402
+from sse_upstream import NumberedRoute, Route, hang, send, sse_event  # noqa: E402
 
 
 def numbered(prefix):
@@ -68,3 +73,57 @@ def test_reload_keeps_restarts_adds_and_removes_streams(broker, kafka, upstream,
     # Nothing was lost or replayed by the restart.
     assert [r.value for r in kafka.all_records("reload.change")] == ["change-1", "change-2", "change-3"]
     assert [r.value for r in kafka.all_records("reload.gone")] == ["gone-1", "gone-2", "gone-3"]
+
+
+def test_a_second_reload_replaces_a_restart_still_waiting_for_its_deliveries(make_broker, upstream, config_for,
+                                                                           start_bridge, tmp_path):
+    """A changed stream restarts only once its in-flight events are confirmed. A reload that
+    comes meanwhile decides how it restarts: with the newest settings, or not at all."""
+    port = free_port()
+    broker = make_broker(topics=["reload.twice:1", "reload.dropped:1"])
+    kafka = Kafka(broker.bootstrap)
+    upstream.route("/twice", NumberedRoute(end=None, rate_per_s=100))
+    upstream.route("/dropped", NumberedRoute(end=None, rate_per_s=100))
+    config = config_for(broker, [stream(upstream, "twice", "/twice", "reload.twice"),
+                                 stream(upstream, "dropped", "/dropped", "reload.dropped")],
+                        admin={"listen": "127.0.0.1:%d" % port})
+    path = write_config(tmp_path, config, name="reload.yaml")
+    bridge = start_bridge(path)
+    kafka.wait_for_records("reload.twice", 20, timeout=20, bridge=bridge)
+    kafka.wait_for_records("reload.dropped", 20, timeout=20, bridge=bridge)
+    # Slow acknowledgements keep the streams' events in flight for seconds.
+    broker.rtt(1, 4000)
+
+    def in_flight(name):
+        return metric_value(scrape_metrics(port), "sse2kafka_stream_in_flight_events", stream=name) or 0
+    wait_until(lambda: bridge.assert_running() or (in_flight("twice") >= 5 and in_flight("dropped") >= 5), 10,
+               message=lambda: "no events in flight behind the slow broker\n" + bridge.describe(40))
+
+    def reload(streams, count):
+        config["streams"] = streams
+        write_config(tmp_path, config, name="reload.yaml")
+        bridge.signal(signal.SIGHUP)
+        wait_until(lambda: bridge.logs().count("config reloaded") >= count, 10,
+                   message=lambda: "reload %d not logged\n%s" % (count, bridge.describe(40)))
+
+    reload([stream(upstream, "twice", "/twice", "reload.twice", headers={"X-Version": "2"}),
+            stream(upstream, "dropped", "/dropped", "reload.dropped", headers={"X-Version": "2"})], 1)
+    reload([stream(upstream, "twice", "/twice", "reload.twice", headers={"X-Version": "3"})], 2)
+    assert len(upstream.requests("/twice")) == 1 and len(upstream.requests("/dropped")) == 1, \
+        "a stream restarted before its deliveries were confirmed\n" + bridge.describe(40)
+    bridge.wait_for_log(r"\[dropped\] stream removed by reload: it will not restart after draining", timeout=5)
+    broker.rtt(1, 0)
+
+    restarted = upstream.wait_for_requests(2, timeout=20, path="/twice")
+    assert restarted[1].headers.get("X-Version") == "3", \
+        "the restart should carry the second reload's settings\n" + bridge.describe(40)
+    # "dropped" drained with "twice" (same broker, same acknowledgements); a third stream added
+    # now starts after both, so by its first request a wrongful restart would have been made.
+    upstream.route("/marker", NumberedRoute(end=None, rate_per_s=10))
+    reload([stream(upstream, "twice", "/twice", "reload.twice", headers={"X-Version": "3"}),
+            stream(upstream, "marker", "/marker", "reload.twice")], 3)
+    upstream.wait_for_requests(1, timeout=20, path="/marker")
+    kafka.wait_for_records("reload.twice", 1, timeout=20, bridge=bridge)
+    assert len(upstream.requests("/dropped")) == 1, \
+        "a stream removed while it drained was started again\n" + bridge.describe(40)
+    assert bridge.stop() == 0, bridge.describe()

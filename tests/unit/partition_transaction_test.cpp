@@ -611,6 +611,34 @@ TEST_F(PartitionTransactionTest, FinishCommitsWhatIsOpen) {
   EXPECT_EQ(transaction_->commits(), 1u);
 }
 
+TEST_F(PartitionTransactionTest, DetachedItTellsTheHostNothingMoreAndEndsAPendingFinish) {
+  CreateAndStart(Options(milliseconds(50)), {{"s1", "1"}});
+  ProduceQueued(1);
+  ProduceQueued(2);
+  host_->checkpoints = {{"s1", "2"}};
+  std::optional<bool> done;
+  transaction_->Finish([&](bool committed) { done = committed; });
+  ASSERT_FALSE(done.has_value()) << "records are still in flight";
+  const std::size_t deliveries = host_->deliveries.size();
+  const int after_calls = host_->after_deliveries_calls;
+
+  transaction_->Detach();
+  EXPECT_EQ(done, false) << "a pending Finish is told it did not commit";
+  // The two reports arrive at the producer, and the interval passes several times: the bridge
+  // that gave the partition up hears of none of it.
+  RunLoopFor(*loop_, milliseconds(500));
+  EXPECT_EQ(host_->deliveries.size(), deliveries);
+  EXPECT_EQ(host_->after_deliveries_calls, after_calls);
+  EXPECT_EQ(host_->committed, 0);
+  EXPECT_TRUE(host_->aborted.empty());
+  EXPECT_TRUE(host_->fenced.empty());
+  EXPECT_EQ(transaction_->commits(), 0u);
+  EXPECT_EQ(ProduceEvent(3), sink::ProduceResult::kQueueFull) << "nothing more once detached";
+  transaction_->Detach();  // twice is harmless
+  transaction_.reset();
+  EXPECT_EQ(host_->committed, 0);
+}
+
 TEST_F(PartitionTransactionTest, FinishDuringASealedTransactionReportsItsCommit) {
   CreateAndStart(Options(kLong, 1), {{"s1", "1"}});
   host_->checkpoints = {{"s1", "4"}};

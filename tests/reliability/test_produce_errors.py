@@ -20,7 +20,7 @@ of a pass while the younger ones of the same pass are still written when the bro
 the replay of the failed ones lands after them (a finite message.timeout.ms trades stream order
 for a bound on how long a record waits; reported in the summary line, not asserted).
 """
-# ctest-timeout: 240
+# ctest-timeout: 420
 
 import time
 

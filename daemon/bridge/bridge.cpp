@@ -708,16 +708,7 @@ void Bridge::ReleasePartitions(const std::vector<int32_t>& partitions) {
       continue;
     }
     owned->second.phase = OwnedPartition::Phase::kReleasing;
-    for (uint32_t slot : owned->second.slots) {
-      StreamPipeline& p = *pipelines_.at(slot);
-      if (p.state() != StreamState::kClosed) {
-        ++closed_pipelines_;
-        p.Close();
-      }
-      auto active = active_.find(p.config().name);
-      if (active != active_.end() && active->second == slot) active_.erase(active);
-      restart_after_drain_.erase(p.config().name);
-    }
+    for (uint32_t slot : owned->second.slots) CloseLeavingStream(slot);
   }
   CollectDrained();
   CheckReleases();
@@ -776,19 +767,24 @@ void Bridge::DropTransaction(OwnedPartition& owned) {
   }
 }
 
+StreamPipeline& Bridge::CloseLeavingStream(uint32_t slot) {
+  StreamPipeline& p = *pipelines_.at(slot);
+  if (p.state() != StreamState::kClosed) {
+    ++closed_pipelines_;
+    p.Close();
+  }
+  auto active = active_.find(p.config().name);
+  if (active != active_.end() && active->second == slot) active_.erase(active);
+  restart_after_drain_.erase(p.config().name);
+  return p;
+}
+
 void Bridge::DropPartitions(const std::vector<int32_t>& partitions, const std::string& why) {
   for (int32_t partition : partitions) {
     auto owned = partitions_.find(partition);
     if (owned == partitions_.end()) continue;
     for (uint32_t slot : owned->second.slots) {
-      StreamPipeline& p = *pipelines_.at(slot);
-      if (p.state() != StreamState::kClosed) {
-        ++closed_pipelines_;
-        p.Close();
-      }
-      auto active = active_.find(p.config().name);
-      if (active != active_.end() && active->second == slot) active_.erase(active);
-      restart_after_drain_.erase(p.config().name);
+      const StreamPipeline& p = CloseLeavingStream(slot);
       ops::Log(warn, p.config().name, "stream dropped without writing its checkpoint",
                {{"partition", static_cast<int64_t>(partition)}, {"reason", why}});
     }

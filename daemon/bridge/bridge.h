@@ -171,6 +171,9 @@ class Bridge final : public PipelineHost,
   void StartPartitionStreams(int32_t partition, const std::map<std::string, std::string>& checkpoints);
   void ReleasePartitions(const std::vector<int32_t>& partitions);
   void DropPartitions(const std::vector<int32_t>& partitions, const std::string& why);
+  // Closes the pipeline in `slot` because its partition is leaving this instance: it stops
+  // reading, drains (CollectDrained) and is not restarted here. Returns it.
+  StreamPipeline& CloseLeavingStream(uint32_t slot);
   void DropTransaction(OwnedPartition& owned);
   void CheckReleases();
   void FinishRelease(int32_t partition);

@@ -48,11 +48,7 @@ void PartitionTransaction::Detach() {
   host_.loop().Unwatch(producer_->wakeup_fd());
   alive_.reset();  // deferred work is dropped
   phase_ = Phase::kDead;
-  if (finished_) {
-    auto done = std::move(finished_);
-    finished_ = nullptr;
-    done(false);
-  }
+  ReportFinished(false);
 }
 
 void PartitionTransaction::Start() {
@@ -186,13 +182,7 @@ void PartitionTransaction::CommitWhenSettled() {
   if (committing_.empty() && events_in_txn_ == 0) {
     // Nothing to commit: the transaction stays open.
     phase_ = Phase::kOpen;
-    if (finished_) {
-      auto done = std::move(finished_);
-      finished_ = nullptr;
-      phase_ = Phase::kDead;
-      done(true);
-      return;
-    }
+    if (ReportFinished(true)) return;
     ScheduleTick();
     return;
   }
@@ -229,12 +219,17 @@ void PartitionTransaction::Die(bool fenced, const std::string& reason) {
   phase_ = Phase::kDead;
   host_.loop().Cancel(tick_timer_);
   tick_timer_ = 0;
-  if (finished_) {
-    auto done = std::move(finished_);
-    finished_ = nullptr;
-    done(false);
-  }
+  ReportFinished(false);
   host_.OnPartitionFenced(options_.partition, fenced, reason);
+}
+
+bool PartitionTransaction::ReportFinished(bool committed) {
+  if (!finished_) return false;
+  auto done = std::move(finished_);
+  finished_ = nullptr;
+  phase_ = Phase::kDead;
+  done(committed);
+  return true;
 }
 
 void PartitionTransaction::Defer(std::function<void()> work) {
@@ -290,13 +285,7 @@ void PartitionTransaction::OnTransactionResult(const sink::TransactionResult& re
           ops::Log(debug, "", "transaction committed",
                    {{"partition", static_cast<int64_t>(options_.partition)},
                     {"events", static_cast<int64_t>(events_in_txn_)}});
-          if (finished_) {
-            auto done = std::move(finished_);
-            finished_ = nullptr;
-            phase_ = Phase::kDead;
-            done(true);
-            return;
-          }
+          if (ReportFinished(true)) return;
           BeginNext();
           host_.OnTransactionCommitted(options_.partition);
         } else if (result.abortable) {
@@ -315,11 +304,9 @@ void PartitionTransaction::OnTransactionResult(const sink::TransactionResult& re
           ++aborts_;
           const std::string reason = abort_reason_;
           if (finished_) {
-            auto done = std::move(finished_);
-            finished_ = nullptr;
-            phase_ = Phase::kDead;
+            phase_ = Phase::kDead;  // the host rewinds the streams before hearing of the finish
             host_.OnTransactionAborted(options_.partition, reason);
-            done(false);
+            ReportFinished(false);
             return;
           }
           BeginNext();
@@ -347,10 +334,7 @@ void PartitionTransaction::Finish(std::function<void(bool committed)> done) {
     case Phase::kIdle:
     case Phase::kInitializing: {
       // Never opened: nothing to commit.
-      auto finished = std::move(finished_);
-      finished_ = nullptr;
-      phase_ = Phase::kDead;
-      finished(true);
+      ReportFinished(true);
       return;
     }
     default:

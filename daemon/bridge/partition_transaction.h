@@ -120,6 +120,9 @@ class PartitionTransaction final : public sink::DeliveryHandler {
   void BeginNext();
   void Die(bool fenced, const std::string& reason);
   void RetryLater(std::function<void()> operation);
+  // When a Finish is pending, ends the partition here (nothing more is produced) and tells its
+  // callback `committed`; returns whether one was pending.
+  bool ReportFinished(bool committed);
   // Runs `work` from the loop, outside the producer's callbacks, unless this object is gone.
   void Defer(std::function<void()> work);
 

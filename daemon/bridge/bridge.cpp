@@ -347,9 +347,7 @@ void Bridge::Reload(config::Config next) {
     bool draining = false;
     for (const auto& [slot, p] : pipelines_) draining |= p->config().name == s.name;
     if (draining) {
-      // Only where its partition is this instance's; otherwise the partition's next assignment
-      // starts it.
-      if (RunsPartitionOf(s.name)) restart_after_drain_[s.name] = s;
+      restart_after_drain_[s.name] = s;
       ++restarted;
       continue;
     }

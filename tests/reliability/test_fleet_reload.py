@@ -13,6 +13,8 @@ thrown out) and, once dropped, would run the stream on both instances. Expected:
 """
 # ctest-timeout: 240
 
+import signal
+
 from fleet_support import TaggedFeeds, fleet_config, log_records, owned_partitions, state_partition
 from harness import wait_until, write_config
 from reliability_support import seconds
@@ -58,7 +60,7 @@ def test_reload_during_a_handoff_does_not_restart_the_leaving_streams(make_broke
         "the revoked streams drained at once; nothing was in flight\n" + a.describe(40)
 
     path = write("2")
-    a.signal(1)  # SIGHUP
+    a.signal(signal.SIGHUP)
     wait_until(lambda: a.assert_running() or log_records(a, "config reloaded"), seconds(10),
                message=lambda: "instance a did not reload\n" + a.describe(40))
     broker.rtt(1, 0)

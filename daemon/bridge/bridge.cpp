@@ -6,6 +6,7 @@
 #include <chrono>
 #include <set>
 
+#include "bridge/restart_only_settings.h"
 #include "ops/log.h"
 #include "sink/state_topic.h"
 
@@ -143,11 +144,9 @@ bool Bridge::Start(std::string* error) {
     }
   }
   if (config_.state.flush_interval.count() > 0) {
-    flush_timer_ = loop_.ScheduleAfter(config_.state.flush_interval, [this] { PeriodicFlush(); });
+    flush_timer_ = loop_.ScheduleEvery(config_.state.flush_interval, [this] { PeriodicFlush(); });
   }
-  if (config_.log.stats_interval.count() > 0) {
-    summary_timer_ = loop_.ScheduleAfter(config_.log.stats_interval, [this] { PeriodicSummary(); });
-  }
+  ScheduleSummary();
   ops::Log(info, "", "bridge started",
            {{"streams", static_cast<int64_t>(config_.streams.size())}});
   return true;
@@ -354,24 +353,17 @@ void Bridge::Reload(config::Config next) {
     ++added;
     to_start.push_back(s.name);
   }
-  if (next.kafka != config_.kafka) {
-    ops::Log(warn, "", "kafka settings changed: they apply at the next start");
+  for (const std::string& setting : KeepRestartOnlySettings(config_, next)) {
+    ops::Log(warn, "", setting + " changed: kept as it was; it applies at the next start",
+             {{"setting", setting}});
   }
-  if (next.state != config_.state || next.delivery != config_.delivery ||
-      next.transaction != config_.transaction || next.cluster != config_.cluster) {
-    ops::Log(warn, "", "state, delivery, transaction and cluster settings changed: they apply at the next start");
-  }
-  const config::KafkaConfig kafka = config_.kafka;
-  const config::StateConfig state = config_.state;
-  const config::Delivery delivery = config_.delivery;
-  const config::TransactionConfig transaction = config_.transaction;
-  const config::ClusterConfig cluster_config = config_.cluster;
+  const bool summary_changed = next.log.stats_interval != config_.log.stats_interval;
   config_ = std::move(next);
-  config_.kafka = kafka;
-  config_.state = state;
-  config_.delivery = delivery;
-  config_.transaction = transaction;
-  config_.cluster = cluster_config;
+  if (summary_changed) {
+    ops::Log(info, "", "log.stats_interval changed",
+             {{"stats_interval_ms", static_cast<int64_t>(config_.log.stats_interval.count())}});
+    ScheduleSummary();
+  }
   // New streams start where their partition is owned and running; a partition that is still
   // being acquired starts them when it is ready.
   for (const std::string& name : to_start) {
@@ -496,7 +488,15 @@ void Bridge::PeriodicFlush() {
   if (!PersistCheckpoints(&error)) {
     ops::Log(err, "", "cannot write checkpoints; will retry", {{"error", error}});
   }
-  flush_timer_ = loop_.ScheduleAfter(config_.state.flush_interval, [this] { PeriodicFlush(); });
+}
+
+void Bridge::ScheduleSummary() {
+  loop_.Cancel(summary_timer_);
+  summary_timer_ = http::kNoTimer;
+  // 0 turns the summary off.
+  if (config_.log.stats_interval.count() > 0) {
+    summary_timer_ = loop_.ScheduleEvery(config_.log.stats_interval, [this] { PeriodicSummary(); });
+  }
 }
 
 void Bridge::PeriodicSummary() {
@@ -518,7 +518,6 @@ void Bridge::PeriodicSummary() {
               {"checkpoint", p.checkpoint()},
               {"last_event_age_ms", s.last_event_unix_ms ? now_ms - s.last_event_unix_ms : -1}});
   }
-  summary_timer_ = loop_.ScheduleAfter(config_.log.stats_interval, [this] { PeriodicSummary(); });
 }
 
 void Bridge::BeginShutdown(std::function<void()> on_stopped) {

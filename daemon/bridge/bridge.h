@@ -91,7 +91,9 @@ class Bridge final : public PipelineHost,
 
   // Applies a new, already validated config: unchanged streams keep their connections,
   // changed ones restart (after their in-flight events settle), new ones start, removed ones
-  // stop after their in-flight events settle. Kafka settings apply only at the next start.
+  // stop after their in-flight events settle. log.stats_interval applies at once (0 stops
+  // the summary); the restart-only settings (restart_only_settings.h) keep their running
+  // values, with one warning naming each that changed.
   void Reload(config::Config next);
 
   // Stops reading every upstream; `on_stopped` runs once every record handed to Kafka has
@@ -193,6 +195,8 @@ class Bridge final : public PipelineHost,
   void RecreateProducerLater(const std::string& reason);
   void PeriodicFlush();
   void PeriodicSummary();
+  // (Re)starts the periodic summary at log.stats_interval, or stops it when that is 0.
+  void ScheduleSummary();
   void MaybeFinishShutdown();
   std::vector<std::string> AllTopics() const;
 

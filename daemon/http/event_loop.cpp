@@ -4,6 +4,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
@@ -63,9 +64,17 @@ void EventLoop::Unwatch(int fd) {
 
 TimerId EventLoop::ScheduleAt(Clock::time_point when, TimerCallback callback) {
   const TimerId id = next_timer_id_++;
-  timer_callbacks_.emplace(id, std::move(callback));
+  timer_callbacks_.emplace(id, TimerEntry{std::move(callback)});
   timer_heap_.push(Timer{when, id});
   if (when < armed_for_) ArmTimerFd();
+  return id;
+}
+
+TimerId EventLoop::ScheduleEvery(std::chrono::milliseconds interval, TimerCallback callback) {
+  assert(interval.count() > 0 && "a repeating timer needs an interval above zero");
+  if (interval.count() <= 0) return kNoTimer;
+  const TimerId id = ScheduleAt(Clock::now() + interval, std::move(callback));
+  timer_callbacks_.at(id).interval = interval;
   return id;
 }
 
@@ -115,9 +124,20 @@ void EventLoop::RunDueTimers() {
     }
     auto it = timer_callbacks_.find(top.id);
     if (it == timer_callbacks_.end()) continue;
-    TimerCallback callback = std::move(it->second);
-    timer_callbacks_.erase(it);
+    if (it->second.interval.count() <= 0) {
+      TimerCallback callback = std::move(it->second.callback);
+      timer_callbacks_.erase(it);
+      callback();
+      continue;
+    }
+    // A repeating timer keeps its entry (and id) while it runs, so the callback may cancel it;
+    // the callback itself is moved out, since a Cancel destroys the entry.
+    TimerCallback callback = std::move(it->second.callback);
     callback();
+    auto still = timer_callbacks_.find(top.id);
+    if (still == timer_callbacks_.end()) continue;
+    still->second.callback = std::move(callback);
+    scheduled_in_pass.push_back(Timer{Clock::now() + still->second.interval, top.id});
   }
   for (const Timer& t : scheduled_in_pass) timer_heap_.push(t);
   armed_for_ = Clock::time_point::max();

@@ -18,6 +18,7 @@ namespace sse2kafka::http {
 
 using Clock = std::chrono::steady_clock;
 using TimerId = uint64_t;
+inline constexpr TimerId kNoTimer = 0;  // never the id of a scheduled timer
 
 class EventLoop {
  public:
@@ -39,7 +40,14 @@ class EventLoop {
   // Runs `callback` once at (or soon after) `when`. Returns an id for Cancel.
   TimerId ScheduleAt(Clock::time_point when, TimerCallback callback);
   TimerId ScheduleAfter(std::chrono::milliseconds delay, TimerCallback callback);
-  // Cancels a timer that has not fired; cancelling a fired or unknown id does nothing.
+  // Runs `callback` every `interval`, the first time one interval from now, until cancelled
+  // (also from inside the callback); each run is timed from the end of the previous one, so a
+  // slow or stalled turn never makes it fire in a burst. A zero or negative interval would run
+  // it on every turn: that is a programming error, which aborts a debug build and returns
+  // kNoTimer (nothing scheduled) in a release build.
+  TimerId ScheduleEvery(std::chrono::milliseconds interval, TimerCallback callback);
+  // Cancels a timer that has not fired (a repeating one at any time); cancelling a fired or
+  // unknown id, or kNoTimer, does nothing.
   void Cancel(TimerId id);
 
   // Turns the loop until Stop is called. Returns false if epoll_wait fails for good.
@@ -85,7 +93,11 @@ class EventLoop {
   StallObserver stall_observer_;
   // Cancelled timers stay in the heap and are skipped when they surface (lazy deletion).
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timer_heap_;
-  std::unordered_map<TimerId, TimerCallback> timer_callbacks_;
+  struct TimerEntry {
+    TimerCallback callback;
+    std::chrono::milliseconds interval{0};  // > 0 for a repeating timer
+  };
+  std::unordered_map<TimerId, TimerEntry> timer_callbacks_;
   // shared_ptr so that a callback can Unwatch (or re-Watch) its own fd while it runs.
   std::unordered_map<int, std::shared_ptr<FdCallback>> fd_callbacks_;
 };

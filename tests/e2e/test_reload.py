@@ -3,9 +3,14 @@ connections, changed streams restart after their in-flight events are delivered,
 start, removed ones stop; an invalid config is logged and ignored."""
 # ctest-timeout: 200
 
+import os
 import signal
+import socket
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
 
@@ -126,4 +131,97 @@ def test_a_second_reload_replaces_a_restart_still_waiting_for_its_deliveries(mak
     kafka.wait_for_records("reload.twice", 1, timeout=20, bridge=bridge)
     assert len(upstream.requests("/dropped")) == 1, \
         "a stream removed while it drained was started again\n" + bridge.describe(40)
+    assert bridge.stop() == 0, bridge.describe()
+
+
+# ----------------------------------------------------------------------------- log and admin settings
+
+def _cpu_seconds(pid):
+    """utime + stime of a process, from /proc/PID/stat."""
+    fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _lines_after(bridge, marker_count, marker="config reloaded"):
+    """The log lines written after the marker_count-th line containing `marker`."""
+    lines = bridge.logs().splitlines()
+    seen = 0
+    for i, line in enumerate(lines):
+        if marker in line:
+            seen += 1
+            if seen == marker_count:
+                return lines[i + 1:]
+    raise AssertionError("fewer than %d %r lines\n%s" % (marker_count, marker, bridge.describe(40)))
+
+
+def _reload(bridge, config, tmp_path, count, marker="config reloaded"):
+    """Writes the config, sends SIGHUP and waits for the count-th line containing `marker`."""
+    write_config(tmp_path, config, name="reload.yaml")
+    bridge.signal(signal.SIGHUP)
+    wait_until(lambda: bridge.assert_running() or bridge.logs().count(marker) >= count, 10,
+               message=lambda: "reload %d not logged\n%s" % (count, bridge.describe(40)))
+
+
+def test_reload_turns_the_summary_off_and_on_without_a_busy_loop(broker, kafka, upstream, config_for,
+                                                                start_bridge, tmp_path):
+    """log.stats_interval 1s -> 0 stops the summary (before, the timer re-armed itself at 0 and
+    logged on every loop turn); 0 -> 1s starts it again."""
+    upstream.route("/feed", numbered("feed"))
+    config = config_for(broker, [stream(upstream, "feed", "/feed", "reload.summary")],
+                        log={"level": "info", "stats_interval": "1s"})
+    path = write_config(tmp_path, config, name="reload.yaml")
+    bridge = start_bridge(path)
+    kafka.wait_for_records("reload.summary", 3, timeout=20, bridge=bridge)
+    bridge.wait_for_log(r"\[feed\] summary", timeout=10)
+
+    config["log"] = {"level": "info", "stats_interval": "0"}
+    _reload(bridge, config, tmp_path, 1)
+    cpu_before = _cpu_seconds(bridge.pid)
+    # A window of several old intervals: long enough for a summary (or a flood) to show.
+    window_end = time.monotonic() + 3.5
+    wait_until(lambda: bridge.assert_running() or time.monotonic() >= window_end, 10)
+    after_off = _lines_after(bridge, 1)
+    cpu_used = _cpu_seconds(bridge.pid) - cpu_before
+    assert not [l for l in after_off if "summary" in l], bridge.describe(40)
+    assert len(after_off) < 20, "the log kept growing after the summary was turned off\n" + bridge.describe(40)
+    assert cpu_used < 1.0, "%.2f s of CPU in 3.5 s of an idle bridge\n%s" % (cpu_used, bridge.describe(40))
+
+    config["log"] = {"level": "info", "stats_interval": "1s"}
+    _reload(bridge, config, tmp_path, 2)
+    wait_until(lambda: bridge.assert_running() or [l for l in _lines_after(bridge, 2) if "[feed] summary" in l],
+               10, message=lambda: "the summary did not start again\n" + bridge.describe(40))
+    assert bridge.stop() == 0, bridge.describe()
+
+
+def test_reload_applies_log_level_and_keeps_admin_listen_with_a_warning(broker, kafka, upstream, config_for,
+                                                                         start_bridge, tmp_path):
+    old_port, new_port = free_port(), free_port()
+    upstream.route("/feed", numbered("feed"))
+    config = config_for(broker, [stream(upstream, "feed", "/feed", "reload.level")],
+                        log={"level": "info", "stats_interval": "300ms"},
+                        admin={"listen": "127.0.0.1:%d" % old_port})
+    path = write_config(tmp_path, config, name="reload.yaml")
+    bridge = start_bridge(path)
+    kafka.wait_for_records("reload.level", 3, timeout=20, bridge=bridge)
+    bridge.wait_for_log(r"\[feed\] summary", timeout=10)
+
+    # warn: the info-level summary stops; the admin address stays where it was, with a warning.
+    config["log"] = {"level": "warn", "stats_interval": "300ms"}
+    config["admin"] = {"listen": "127.0.0.1:%d" % new_port}
+    # At warn, "config reloaded" (info) is not written: the warning marks the reload.
+    _reload(bridge, config, tmp_path, 1, marker="admin.listen changed: kept as it was; it applies at the next start")
+    assert scrape_metrics(old_port), "the old admin address stopped serving\n" + bridge.describe(40)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", new_port), timeout=2).close()
+    window_end = time.monotonic() + 1.5
+    wait_until(lambda: bridge.assert_running() or time.monotonic() >= window_end, 10)
+    assert not [l for l in _lines_after(bridge, 1, "admin.listen changed") if "summary" in l], \
+        "info lines still written at log.level warn\n" + bridge.describe(40)
+
+    # info again: the summary comes back.
+    config["log"] = {"level": "info", "stats_interval": "300ms"}
+    config["admin"] = {"listen": "127.0.0.1:%d" % old_port}
+    _reload(bridge, config, tmp_path, 1)
+    wait_until(lambda: bridge.assert_running() or [l for l in _lines_after(bridge, 1) if "[feed] summary" in l],
+               10, message=lambda: "log.level info did not apply\n" + bridge.describe(40))
     assert bridge.stop() == 0, bridge.describe()

@@ -174,6 +174,56 @@ TEST_F(EventLoopTest, CancelOfAFiredOrUnknownTimerDoesNothing) {
   EXPECT_EQ(runs, 2);
 }
 
+TEST_F(EventLoopTest, RepeatingTimerFiresEveryIntervalUntilItCancelsItself) {
+  std::vector<Clock::time_point> fired;
+  const Clock::time_point start = Clock::now();
+  ArmGuard();
+  TimerId every = kNoTimer;
+  every = loop_->ScheduleEvery(milliseconds(10), [&] {
+    fired.push_back(Clock::now());
+    if (fired.size() == 4) loop_->Cancel(every);  // from inside its own callback
+  });
+  ASSERT_NE(every, kNoTimer);
+  loop_->ScheduleAfter(milliseconds(120), [&] { loop_->Stop(); });
+  ASSERT_TRUE(loop_->Run());
+  EXPECT_FALSE(guard_fired_);
+  ASSERT_EQ(fired.size(), 4u);  // none after the cancel
+  EXPECT_GE(fired[0] - start, milliseconds(10));
+  for (std::size_t i = 1; i < fired.size(); ++i) EXPECT_GE(fired[i] - fired[i - 1], milliseconds(10));
+}
+
+TEST_F(EventLoopTest, RepeatingTimerCancelledFromOutsideStopsAndItsIdIsNotReused) {
+  int runs = 0;
+  ArmGuard();
+  const TimerId every = loop_->ScheduleEvery(milliseconds(5), [&] { ++runs; });
+  loop_->ScheduleAfter(milliseconds(28), [&] {
+    loop_->Cancel(every);
+    const int at_cancel = runs;
+    const TimerId next = loop_->ScheduleAfter(milliseconds(30), [&, at_cancel] {
+      EXPECT_EQ(runs, at_cancel);
+      loop_->Stop();
+    });
+    EXPECT_NE(next, every);
+  });
+  ASSERT_TRUE(loop_->Run());
+  EXPECT_FALSE(guard_fired_);
+  EXPECT_GE(runs, 2);
+}
+
+// A zero interval would run the callback on every turn, one core at 100%: the loop refuses
+// it, loudly (abort) in a debug build.
+TEST(EventLoopRepeating, AZeroOrNegativeIntervalIsRefused) {
+  std::string error;
+  auto loop = EventLoop::Create(&error);
+  ASSERT_NE(loop, nullptr) << error;
+  EXPECT_DEBUG_DEATH(
+      {
+        EXPECT_EQ(loop->ScheduleEvery(milliseconds(0), [] {}), kNoTimer);
+        EXPECT_EQ(loop->ScheduleEvery(milliseconds(-5), [] {}), kNoTimer);
+      },
+      "interval above zero");
+}
+
 // A timer that keeps re-arming itself at zero delay must leave room for descriptors: what it
 // schedules runs on the next turn, after epoll has been asked again.
 TEST_F(EventLoopTest, ZeroDelayTimerFromTimerCallbackRunsOnNextTurnAndDoesNotStarveFds) {

@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+# Debian's interpreter, which scripts/install-deps.sh provides: `python3` on PATH may be another.
+py=/usr/bin/python3
 
 smoke=0
 runs=3
@@ -70,7 +72,7 @@ for s in $only; do
     S6) cmd=("$scenarios/exactly_once.py") ;;
     *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;;
   esac
-  if ! python3 "${cmd[@]}" "${common[@]}" --out "$out/$s.json" --work-dir "$out/$s-work"; then
+  if ! "$py" "${cmd[@]}" "${common[@]}" --out "$out/$s.json" --work-dir "$out/$s-work"; then
     failed+=("$s")
   fi
 done
@@ -81,9 +83,9 @@ status=0
 if [[ ${#results[@]} -gt 0 ]]; then
   echo
   if [[ $smoke == 1 ]]; then
-    python3 "$scenarios/report.py" --no-budgets "${results[@]}" | tee "$out/report.md" || status=1
+    "$py" "$scenarios/report.py" --no-budgets "${results[@]}" | tee "$out/report.md" || status=1
   else
-    python3 "$scenarios/report.py" "${check_budgets[@]}" "${results[@]}" | tee "$out/report.md" || status=1
+    "$py" "$scenarios/report.py" "${check_budgets[@]}" "${results[@]}" | tee "$out/report.md" || status=1
   fi
 fi
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${DEMO_SECONDS:-20}"
+# Debian's interpreter, which install-deps.sh provides: `python3` on PATH may be another one.
+py=/usr/bin/python3
 scripts/install-deps.sh
 echo "demo: building (first time: a few minutes)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSSE2KAFKA_WERROR=ON >/dev/null
@@ -20,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-python3 tests/tools/sse_upstream.py --demo --port 0 >"$work/upstream.log" 2>&1 &
+"$py" tests/tools/sse_upstream.py --demo --port 0 >"$work/upstream.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q LISTENING "$work/upstream.log" && break; sleep 0.1; done
 port=$(sed -n 's/^LISTENING \([0-9]*\).*/\1/p' "$work/upstream.log")
@@ -43,7 +45,7 @@ echo "demo: records as they land in Kafka (topic  key  value):"
 timeout_ms=$(( seconds > 0 ? seconds * 1000 : 2147483647 ))
 build/tests/tools/kafka_dump --brokers "$brokers" --topic demo.ticker --topic demo.chat \
     --timeout-ms "$timeout_ms" --count 1000000 |
-  python3 -u -c '
+  "$py" -u -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)

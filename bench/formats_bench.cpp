@@ -43,7 +43,7 @@ void BuildRecords(benchmark::State& state, Setup setup) {
   stream.cloudevents.type_prefix = "org.example.";
   stream.cloudevents.content_type = setup.content_type;
   stream.record_headers = {{"source", "wikimedia"}};
-  RecordBuilder builder(stream);
+  RecordBuilder builder(stream, stream.url);
 
   const std::string data = JsonEvent(static_cast<std::size_t>(state.range(0)));
   sse2kafka::sink::JsonData check;

@@ -22,37 +22,42 @@ void BackoffPolicy::OnOpened(TimePoint now) { opened_at_ = now; }
 BackoffPolicy::Duration BackoffPolicy::OnFailure(TimePoint now) {
   EndConnection(now);
   CountFailure();
-  return Jitter(CappedExponential());
+  return Floored(Jitter(CappedExponential()));
 }
 
 BackoffPolicy::Duration BackoffPolicy::OnNormalEnd(TimePoint now) {
-  EndConnection(now);
-  return base();
+  if (EndConnection(now)) return FlooredBase();
+  CountFailure();
+  return Floored(Jitter(CappedExponential()));
 }
 
 BackoffPolicy::Duration BackoffPolicy::OnAuthFailure(TimePoint now) {
   EndConnection(now);
   CountFailure();
-  return std::max(config_.max_delay, base());
+  return Floored(std::max(config_.max_delay, base()));
 }
 
 BackoffPolicy::Duration BackoffPolicy::OnRetryAfter(TimePoint now, Duration server_value) {
   EndConnection(now);
   CountFailure();
-  return std::clamp(server_value, Duration::zero(), std::max(config_.max_retry_after, Duration::zero()));
+  return Floored(std::clamp(server_value, Duration::zero(), std::max(config_.max_retry_after, Duration::zero())));
 }
 
-void BackoffPolicy::EndConnection(TimePoint now) {
-  if (opened_at_ && now - *opened_at_ >= config_.reset_after) failures_ = 0;
+bool BackoffPolicy::EndConnection(TimePoint now) {
+  const bool lived = opened_at_ && now - *opened_at_ >= config_.reset_after;
+  if (lived) failures_ = 0;
   opened_at_.reset();
+  return lived;
 }
+
+BackoffPolicy::Duration BackoffPolicy::FlooredBase() const { return Floored(base()); }
 
 void BackoffPolicy::CountFailure() {
   if (failures_ < INT_MAX) ++failures_;
 }
 
 BackoffPolicy::Duration BackoffPolicy::CappedExponential() const {
-  const int64_t b = base().count();
+  const int64_t b = FlooredBase().count();
   const int64_t cap = std::max<int64_t>(config_.max_delay.count(), b);
   const int shift = failures_ - 1;
   // b << shift stays within cap exactly when b <= cap >> shift; past 62 bits any b > 0 exceeds it.

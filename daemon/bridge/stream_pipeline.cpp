@@ -8,6 +8,7 @@
 
 #include "generated/version.h"
 #include "http/header_values.h"
+#include "http/url_redaction.h"
 #include "ops/log.h"
 
 namespace sse2kafka::bridge {
@@ -51,11 +52,64 @@ sse::Parser::Limits ParserLimits(const config::StreamConfig& c) {
   return limits;
 }
 
+// The one line of a secret file (a token), without its line end. nullopt with *error naming
+// `what` and the path, never the content.
+std::optional<std::string> ReadSecretFile(const std::string& path, const std::string& what, std::string* error) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream content;
+  content << file.rdbuf();
+  if (!file) {
+    *error = "cannot read the file for " + what + ": " + path;
+    return std::nullopt;
+  }
+  std::string value = content.str();
+  while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+  if (value.find_first_of("\r\n") != std::string::npos) {
+    *error = "the file for " + what + " holds more than one line: " + path;
+    return std::nullopt;
+  }
+  return value;
+}
+
 bool HasHeader(const std::vector<config::Header>& headers, std::string_view name) {
   for (const auto& [n, v] : headers) {
     if (n.size() == name.size() && strncasecmp(n.data(), name.data(), name.size()) == 0) return true;
   }
   return false;
+}
+
+// Every query value from `query` and `query_from_files` is secret, like a header value.
+http::SecretQueryParameters SecretsOf(const config::StreamConfig& c) {
+  std::vector<std::string> names = c.secret_query_params;
+  for (const auto& [name, value] : c.query) names.push_back(name);
+  for (const auto& [name, path] : c.query_from_files) names.push_back(name);
+  return http::SecretQueryParameters(std::move(names));
+}
+
+// The request URL as it is shown: `query` and `query_from_files` appear with their names (their
+// values are redacted anyway, so the files are not read for it).
+std::string ShownUrl(const config::StreamConfig& c, const http::SecretQueryParameters& secrets) {
+  std::string url = c.url;
+  for (const auto& [name, value] : c.query) url = http::WithQueryParameter(url, name, "***");
+  for (const auto& [name, path] : c.query_from_files) url = http::WithQueryParameter(url, name, "***");
+  return http::RedactedUrl(url, secrets);
+}
+
+// Where the stream starts: its checkpoint when it resumes from one, else start_from, else the
+// live edge. `note` gets what is worth a log line.
+std::string StartingId(const config::StreamConfig& c, const std::optional<std::string>& checkpoint,
+                       std::string* note) {
+  if (c.resume && checkpoint) {
+    if (c.start_from_last_event_id && *c.start_from_last_event_id != *checkpoint) {
+      *note = "start_from.last_event_id ignored: the stream resumes from its checkpoint";
+    }
+    return *checkpoint;
+  }
+  if (c.start_from_last_event_id) {
+    *note = "no checkpoint to resume from: starting from start_from.last_event_id";
+    return *c.start_from_last_event_id;
+  }
+  return {};
 }
 
 std::string Printable(std::string_view bytes) {
@@ -104,13 +158,14 @@ StreamPipeline::StreamPipeline(config::StreamConfig config, uint32_t slot,
     : config_(std::move(config)),
       slot_(slot),
       host_(host),
-      redacted_url_(http::RedactUrlUserinfo(config_.url)),
+      secrets_(SecretsOf(config_)),
+      redacted_url_(ShownUrl(config_, secrets_)),
       parser_(ParserLimits(config_)),
-      // `resume: false` starts at the live edge: the stored checkpoint is not used at all,
-      // so a later reconnect does not jump back to it either.
-      tracker_(config_.resume && checkpoint ? *checkpoint : std::string()),
+      // `resume: false` does not use the stored checkpoint at all, so a later reconnect does
+      // not jump back to it either.
+      tracker_(StartingId(config_, checkpoint, &start_note_)),
       backoff_(config_.reconnect, SeededUniform(slot)),
-      builder_(config_) {
+      builder_(config_, http::UrlWithoutCredentials(config_.url)) {
   parser_.SetLastEventId(tracker_.checkpoint());
 }
 
@@ -120,7 +175,13 @@ StreamPipeline::~StreamPipeline() {
   host_.loop().Cancel(rewind_timer_);
 }
 
-void StreamPipeline::Start() { Connect(); }
+void StreamPipeline::Start() {
+  if (!start_note_.empty()) {
+    ops::Log(info, config_.name, start_note_,
+             {{"start_from", *config_.start_from_last_event_id}, {"last_event_id", tracker_.checkpoint()}});
+  }
+  Connect();
+}
 
 void StreamPipeline::Close() {
   if (state_ == StreamState::kClosed) return;
@@ -145,9 +206,19 @@ void StreamPipeline::CloseTransfer() {
 bool StreamPipeline::BuildRequest(http::HttpRequest* request, std::string* error) {
   const std::string& last_id = tracker_.checkpoint();
   request->url = config_.url;
-  if (!config_.last_event_id_param.empty() && !last_id.empty()) {
-    request->url = http::WithQueryParameter(config_.url, config_.last_event_id_param, last_id);
+  for (const auto& [name, value] : config_.query) {
+    request->url = http::WithQueryParameter(request->url, name, value);
   }
+  // Rotated secrets: read at every connect, so a new token needs no restart.
+  for (const auto& [name, path] : config_.query_from_files) {
+    std::optional<std::string> value = ReadSecretFile(path, "query parameter " + name, error);
+    if (!value) return false;
+    request->url = http::WithQueryParameter(request->url, name, *value);
+  }
+  if (!config_.last_event_id_param.empty() && !last_id.empty()) {
+    request->url = http::WithQueryParameter(request->url, config_.last_event_id_param, last_id);
+  }
+  request->secrets = secrets_;
   request->method = config_.method;
   request->body = config_.body;
   request->protocol_headers = {"Accept: text/event-stream", "Cache-Control: no-cache"};
@@ -155,22 +226,10 @@ bool StreamPipeline::BuildRequest(http::HttpRequest* request, std::string* error
   for (const auto& [name, value] : config_.headers) {
     request->user_headers.push_back(name + ": " + value);
   }
-  // Rotated secrets: read at every connect, so a new token needs no restart.
   for (const auto& [name, path] : config_.headers_from_files) {
-    std::ifstream file(path, std::ios::binary);
-    std::stringstream content;
-    content << file.rdbuf();
-    if (!file) {
-      *error = "cannot read the file for header " + name + ": " + path;
-      return false;
-    }
-    std::string value = content.str();
-    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
-    if (value.find_first_of("\r\n") != std::string::npos) {
-      *error = "the file for header " + name + " holds more than one line: " + path;
-      return false;
-    }
-    request->user_headers.push_back(name + ": " + value);
+    std::optional<std::string> value = ReadSecretFile(path, "header " + name, error);
+    if (!value) return false;
+    request->user_headers.push_back(name + ": " + *value);
   }
   request->keep_user_headers_across_origins = config_.redirect_headers_keep;
   request->connect_timeout = config_.connect_timeout;
@@ -217,9 +276,9 @@ void StreamPipeline::Connect() {
     return;
   }
   state_ = StreamState::kConnecting;
-  ops::Log(debug, config_.name, "connecting",
-           {{"url", redacted_url_}, {"attempt", backoff_.consecutive_failures() + 1},
-            {"last_event_id", tracker_.checkpoint()}});
+  LogLimited(debug, "connecting",
+             {{"url", redacted_url_}, {"attempt", backoff_.consecutive_failures() + 1},
+              {"last_event_id", tracker_.checkpoint()}});
   ArmIdleTimer();
 }
 
@@ -252,9 +311,9 @@ void StreamPipeline::OnResponseHead(http::TransferId, const http::ResponseHead& 
     state_ = StreamState::kOpen;
     backoff_.OnOpened(host_.loop().now());
     ++stats_.connects;
-    ops::Log(info, config_.name, "connected",
-             {{"url", redacted_url_}, {"status", head.status}, {"redirects", head.redirects},
-              {"last_event_id", tracker_.checkpoint()}});
+    LogLimited(info, "connected",
+               {{"url", redacted_url_}, {"status", head.status}, {"redirects", head.redirects},
+                {"last_event_id", tracker_.checkpoint()}});
     return;
   }
   if (head.status == 204) {
@@ -364,9 +423,9 @@ void StreamPipeline::ScheduleReconnect(milliseconds delay, ReconnectReason why, 
   ++stats_.reconnects_by_reason[static_cast<int>(why)];
   next_attempt_at_ = host_.loop().now() + delay;
   host_.loop().Cancel(reconnect_timer_);
-  ops::Log(info, config_.name, "reconnecting",
-           {{"delay_ms", static_cast<int64_t>(delay.count())},
-            {"attempt", backoff_.consecutive_failures() + 1}, {"reason", reason}});
+  LogLimited(info, "reconnecting",
+             {{"delay_ms", static_cast<int64_t>(delay.count())},
+              {"attempt", backoff_.consecutive_failures() + 1}, {"reason", reason}});
   reconnect_timer_ = host_.loop().ScheduleAfter(delay, [this] { Connect(); });
 }
 
@@ -508,9 +567,16 @@ void StreamPipeline::OnEmptyDispatch(std::string_view last_event_id) {
 }
 
 void StreamPipeline::OnRetry(uint64_t milliseconds_value) {
-  // `retry: 0` would make the failure backoff 0·2^n forever; 1 ms keeps it exponential.
-  backoff_.SetServerRetry(milliseconds(static_cast<int64_t>(
-      std::clamp<uint64_t>(milliseconds_value, 1, uint64_t{24} * 3600 * 1000))));
+  // `retry: 0` would make the failure backoff 0·2^n forever (with a zero floor); 1 ms keeps it
+  // exponential.
+  const milliseconds retry(static_cast<int64_t>(std::clamp<uint64_t>(milliseconds_value, 1, uint64_t{24} * 3600 * 1000)));
+  backoff_.SetServerRetry(retry);
+  if (backoff_.BelowFloor(retry) && !retry_floor_logged_) {
+    retry_floor_logged_ = true;
+    ops::Log(info, config_.name, "the server's retry: is below reconnect.min_delay: waits follow the floor",
+             {{"retry_ms", static_cast<int64_t>(milliseconds_value)},
+              {"min_delay_ms", static_cast<int64_t>(backoff_.min_delay().count())}});
+  }
 }
 
 void StreamPipeline::OnOversizedEvent(std::size_t bytes_seen) {
@@ -616,6 +682,8 @@ void StreamPipeline::LogLimited(spdlog::level::level_enum level, std::string_vie
   }
   std::vector<ops::LogField> with_count(fields);
   with_count.emplace_back("suppressed", static_cast<unsigned long long>(suppressed));
+  with_count.emplace_back("suppressed_window_s",
+                          static_cast<long long>(log_limiter_.window().count() / 1000));
   ops::Log(level, config_.name, message, std::span<const ops::LogField>(with_count));
 }
 

@@ -146,14 +146,18 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   void FinishFailedResponse(const http::TransferResult& result);
   // `oversize: skip`: a record Kafka refuses as too large is logged, counted and passed over.
   void SkipTooLarge(uint64_t sequence, std::string_view topic, const std::string& error);
-  // A warning or error line, held back when the same message repeats too often.
+  // A line about this stream, held back when the same message repeats too often
+  // (ops::LogRateLimiter: the first 5, then one a minute with the count held back).
   void LogLimited(spdlog::level::level_enum level, std::string_view message,
                   std::initializer_list<ops::LogField> fields);
 
   config::StreamConfig config_;
   uint32_t slot_;
   PipelineHost& host_;
+  http::SecretQueryParameters secrets_;  // built-in names, secret_query_params, `query` names
   std::string redacted_url_;
+  // What Start logs about where the stream begins (start_from against a checkpoint).
+  std::string start_note_;
   sse::Parser parser_;
   AckTracker tracker_;
   BackoffPolicy backoff_;
@@ -164,6 +168,7 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   bool reading_paused_ = false;     // OnBody answered kPause (backpressure)
   bool stop_marker_seen_ = false;   // stop_on_data matched in the current response
   bool halted_ = false;             // a record was refused: produce nothing until the rewind
+  bool retry_floor_logged_ = false; // a server's retry: below min_delay is logged once
   http::TransferId transfer_ = 0;
   http::TimerId reconnect_timer_ = 0;
   http::TimerId rewind_timer_ = 0;  // a rewind after Kafka refused a record, still to run

@@ -26,7 +26,13 @@ struct SourceLocation {
   bool operator==(const SourceLocation&) const = default;
 };
 
+// The default floor on every wait between two connection attempts of one stream: at most two
+// attempts a second against someone else's server, whatever it or the config says, and still
+// well under the few seconds a browser's EventSource waits.
+inline constexpr Duration kDefaultMinReconnectDelay{500};
+
 struct ReconnectConfig {
+  Duration min_delay = kDefaultMinReconnectDelay;  // floor under every wait, after jitter
   Duration initial_delay{1000};
   Duration max_delay{30000};
   Duration reset_after{60000};       // a connection open this long resets the attempt count
@@ -75,6 +81,13 @@ struct StreamConfig {
   // Header values read from files on every connect (rotated secrets): name, path.
   std::vector<Header> headers_from_files;
   std::optional<std::string> body;
+  // Query parameters added to `url` on every request (defaults merged, stream wins): name,
+  // value. Every value counts as a secret, as header values do.
+  std::vector<Header> query;
+  std::vector<Header> query_from_files;  // name, path: values read at every connect
+  // Names of query parameters whose values are secret, in addition to the built-in list
+  // (http/url_redaction.h); "*" makes the whole query secret. Defaults merged.
+  std::vector<std::string> secret_query_params;
 
   std::string topic;               // used when `topics` is empty
   std::vector<TopicRoute> topics;  // per-event-type routes; replaces `topic`
@@ -87,6 +100,9 @@ struct StreamConfig {
   std::vector<Header> record_headers;  // static Kafka record headers; defaults merged
 
   bool resume = true;
+  // The Last-Event-ID of the first request when the stream has no checkpoint to resume from
+  // (none stored yet, or resume: false).
+  std::optional<std::string> start_from_last_event_id;
   Duration idle_timeout{300000};  // 0: never
   Duration connect_timeout{10000};
   ReconnectConfig reconnect;

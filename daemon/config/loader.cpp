@@ -386,6 +386,7 @@ class ConfigReader {
     std::vector<std::string_view> keys = {"name", "url"};
     for (std::string_view key : StreamSettingKeys()) keys.push_back(key);
     std::map<std::string, std::string> first_with_name;  // name → "streams[i] at line N"
+    std::map<DelayPair, std::vector<const Field*>> below_floor;
     for (const Field& item : *items) {
       if (item.value.IsNull()) {
         reader_.Error(item, "expected a stream (a mapping with name, url, ...), found an empty list item");
@@ -424,6 +425,26 @@ class ConfigReader {
                            "`tls.key_file` is set (here or in `defaults`) but `tls.cert_file` is not");
       }
       streams.push_back(std::move(stream));
+      below_floor[{streams.back().reconnect.initial_delay, streams.back().reconnect.min_delay}].push_back(&item);
+    }
+    WarnBelowFloor(below_floor);
+  }
+
+  using DelayPair = std::pair<Duration, Duration>;  // initial_delay, min_delay
+  // One warning per distinct pair of values, not per stream: a `defaults` value shared by
+  // thousands of streams is one mistake.
+  void WarnBelowFloor(const std::map<DelayPair, std::vector<const Field*>>& streams) {
+    for (const auto& [delays, items] : streams) {
+      const auto [initial, floor] = delays;
+      if (initial >= floor) continue;
+      std::string message = "initial_delay " + std::to_string(initial.count()) + "ms is below reconnect.min_delay " +
+                            std::to_string(floor.count()) + "ms, the floor under every reconnect wait: waits are at least " +
+                            std::to_string(floor.count()) + "ms";
+      if (items.size() > 1) {
+        message += " (and in " + std::to_string(items.size() - 1) + (items.size() == 2 ? " more stream)" : " more streams)");
+      }
+      reader_.Warning(reader_.LocationOf(*items.front()), items.front()->path + ".reconnect.initial_delay",
+                      std::move(message));
     }
   }
 
@@ -461,6 +482,16 @@ LoadResult Failed(ConfigError error) {
 }  // namespace
 
 std::string ConfigError::ToString() const {
+  if (warning) {
+    // Not in the FILE:LINE:COL form, so that scripts counting problem lines count only problems.
+    std::string text = "warning: " + location.file;
+    if (location.line > 0) {
+      text += " line " + std::to_string(location.line) + " col " + std::to_string(location.column);
+    }
+    text += ": ";
+    if (!key_path.empty()) text += key_path + ": ";
+    return text + message;
+  }
   std::string text = location.file;
   if (location.line > 0) text += ":" + std::to_string(location.line) + ":" + std::to_string(location.column);
   text += ": ";
@@ -485,6 +516,7 @@ LoadResult LoadConfigText(std::string_view yaml_text, const std::string& file_na
   Config config = reader.Read(document.root);
   LoadResult result;
   result.errors = diagnostics.TakeSorted();
+  result.warnings = diagnostics.TakeSortedWarnings();
   if (result.errors.empty()) result.config = std::move(config);
   return result;
 }

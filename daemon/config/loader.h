@@ -20,8 +20,10 @@ struct ConfigError {
   // document). Keys with bytes other than printable ASCII or with ':' show them as %XX.
   std::string key_path;
   std::string message;
+  bool warning = false;  // valid, but probably not what was meant: shown, never refused
   // "FILE:LINE:COL: KEY.PATH: message"; without ":LINE:COL" when line is 0 and without
-  // "KEY.PATH: " when key_path is empty.
+  // "KEY.PATH: " when key_path is empty. A warning: "warning: FILE line LINE col COL: KEY.PATH:
+  // message", a shape no problem line has.
   std::string ToString() const;
 };
 
@@ -35,8 +37,9 @@ using PropertyValidator =
     std::function<std::optional<std::string>(const std::string& name, const std::string& value)>;
 
 struct LoadResult {
-  std::optional<Config> config;     // set when errors is empty
-  std::vector<ConfigError> errors;  // every problem found, in file order
+  std::optional<Config> config;       // set when errors is empty
+  std::vector<ConfigError> errors;    // every problem found, in file order
+  std::vector<ConfigError> warnings;  // valid settings that are probably mistakes, in file order
   bool ok() const { return errors.empty(); }
 };
 

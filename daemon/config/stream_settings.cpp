@@ -99,6 +99,11 @@ void ReadHeaderMap(YamlReader& reader, const Field& field, bool values_are_paths
   }
 }
 
+const Field* FindEntry(const std::vector<Field>& entries, std::string_view key) {
+  const auto it = std::find_if(entries.begin(), entries.end(), [&](const Field& f) { return f.name == key; });
+  return it == entries.end() ? nullptr : &*it;
+}
+
 void ReadMethod(YamlReader& reader, const Field& field, StreamSettings& s) {
   std::optional<std::string> method = reader.String(field);
   if (method && !IsHttpToken(*method)) {
@@ -118,6 +123,42 @@ void ReadHeadersFromFiles(YamlReader& reader, const Field& field, StreamSettings
 }
 
 void ReadBody(YamlReader& reader, const Field& field, StreamSettings& s) { s.body = reader.String(field); }
+// Reads `query` (values are secrets, never shown) or `query_from_files` (values are paths):
+// names are non-empty, unique, and not in `taken` (the `query` of the same mapping).
+void ReadQueryMap(YamlReader& reader, const Field& field, bool values_are_paths, std::vector<Header>& out,
+                  const std::vector<Header>* taken = nullptr) {
+  std::optional<std::vector<Field>> entries = reader.Entries(field, /*values_are_secret=*/!values_are_paths);
+  if (!entries) return;
+  for (const Field& entry : *entries) {
+    if (entry.name.empty()) {
+      reader.KeyError(entry, "expected a query parameter name, found an empty key");
+      continue;
+    }
+    if (taken && std::any_of(taken->begin(), taken->end(), [&](const Header& q) { return q.first == entry.name; })) {
+      reader.KeyError(entry, "query parameter " + Shown(entry.name) +
+                                 " is also set in `query` here; set it in only one of them");
+      continue;
+    }
+    std::optional<std::string> value = values_are_paths ? reader.NonEmptyString(entry) : reader.String(entry);
+    if (value) out.emplace_back(entry.name, std::move(*value));
+  }
+}
+
+void ReadQuery(YamlReader& reader, const Field& field, StreamSettings& s) {
+  ReadQueryMap(reader, field, false, s.query);
+}
+
+// Runs after `query` of the same mapping was read (see ReadStreamSettings).
+void ReadQueryFromFiles(YamlReader& reader, const Field& field, StreamSettings& s) {
+  ReadQueryMap(reader, field, true, s.query_from_files, &s.query);
+}
+
+void ReadSecretQueryParams(YamlReader& reader, const Field& field, StreamSettings& s) {
+  if (auto names = reader.StringList(field, "query parameter name (\"*\" for the whole query)")) {
+    s.secret_query_params = std::move(*names);
+  }
+}
+
 
 void ReadTopic(YamlReader& reader, const Field& field, StreamSettings& s) {
   s.routing_written = true;
@@ -242,6 +283,22 @@ void ReadRecordHeaders(YamlReader& reader, const Field& field, StreamSettings& s
 
 void ReadResume(YamlReader& reader, const Field& field, StreamSettings& s) { s.resume = reader.Bool(field); }
 
+void ReadStartFrom(YamlReader& reader, const Field& field, StreamSettings& s) {
+  static constexpr std::string_view kKeys[] = {"last_event_id"};
+  std::optional<std::vector<Field>> entries = reader.Entries(field);
+  if (!entries) return;
+  for (const Field& entry : reader.KnownOnly(std::move(*entries), kKeys)) {
+    std::optional<std::string> id = reader.String(entry);
+    if (!id) continue;
+    // It is sent as the Last-Event-ID header, which such bytes would break.
+    if (id->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      reader.Error(entry, "a Last-Event-ID must not contain CR, LF or NUL");
+      continue;
+    }
+    s.start_from_last_event_id = std::move(id);
+  }
+}
+
 void ReadIdleTimeout(YamlReader& reader, const Field& field, StreamSettings& s) {
   s.idle_timeout = reader.DurationValue(field);
 }
@@ -256,13 +313,26 @@ void ReadConnectTimeout(YamlReader& reader, const Field& field, StreamSettings& 
 }
 
 void ReadReconnect(YamlReader& reader, const Field& field, StreamSettings& s) {
-  static constexpr std::string_view kKeys[] = {"initial_delay", "max_delay", "reset_after",
-                                               "max_retry_after"};
+  static constexpr std::string_view kKeys[] = {"min_delay", "allow_zero_min_delay", "initial_delay",
+                                               "max_delay", "reset_after", "max_retry_after"};
   std::optional<std::vector<Field>> entries = reader.Entries(field);
   if (!entries) return;
-  for (const Field& entry : reader.KnownOnly(std::move(*entries), kKeys)) {
+  const std::vector<Field> known = reader.KnownOnly(std::move(*entries), kKeys);
+  const Field* allow_zero = FindEntry(known, "allow_zero_min_delay");
+  const bool zero_allowed = allow_zero && reader.Bool(*allow_zero).value_or(false);
+  for (const Field& entry : known) {
+    if (entry.name == "allow_zero_min_delay") continue;  // read above
     std::optional<Duration> value = reader.DurationValue(entry);
-    if (entry.name == "initial_delay") {
+    if (entry.name == "min_delay") {
+      if (value && value->count() == 0 && !zero_allowed) {
+        reader.Error(entry,
+                     "0 takes away the floor under reconnect waits: a failing stream would then "
+                     "reconnect in a busy loop against the upstream; set `allow_zero_min_delay: true` "
+                     "beside it if that is really meant");
+        continue;
+      }
+      s.min_delay = value;
+    } else if (entry.name == "initial_delay") {
       s.initial_delay = value;
     } else if (entry.name == "max_delay") {
       s.max_delay = value;
@@ -346,6 +416,9 @@ constexpr SettingRule kRules[] = {
     {"headers", ReadHeaders},
     {"headers_from_files", ReadHeadersFromFiles},
     {"body", ReadBody},
+    {"query", ReadQuery},
+    {"query_from_files", ReadQueryFromFiles},
+    {"secret_query_params", ReadSecretQueryParams},
     {"topic", ReadTopic},
     {"topics", ReadTopics},
     {"key", ReadKey},
@@ -355,6 +428,7 @@ constexpr SettingRule kRules[] = {
     {"cloudevents", ReadCloudEvents},
     {"record_headers", ReadRecordHeaders},
     {"resume", ReadResume},
+    {"start_from", ReadStartFrom},
     {"idle_timeout", ReadIdleTimeout},
     {"connect_timeout", ReadConnectTimeout},
     {"reconnect", ReadReconnect},
@@ -375,11 +449,6 @@ constexpr auto kKeys = [] {
   for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = kRules[i].key;
   return keys;
 }();
-
-const Field* FindEntry(const std::vector<Field>& entries, std::string_view key) {
-  const auto it = std::find_if(entries.begin(), entries.end(), [&](const Field& f) { return f.name == key; });
-  return it == entries.end() ? nullptr : &*it;
-}
 
 bool Before(const SourceLocation& a, const SourceLocation& b) {
   return std::make_pair(a.line, a.column) < std::make_pair(b.line, b.column);
@@ -402,11 +471,12 @@ void CheckConflicts(YamlReader& reader, const std::vector<Field>& entries) {
 std::span<const std::string_view> StreamSettingKeys() { return kKeys; }
 
 void ReadStreamSettings(YamlReader& reader, const std::vector<Field>& entries, StreamSettings& settings) {
-  // headers_from_files last, so that it can see the mapping's `headers`; problems are sorted
-  // into file order later, so the reading order does not show.
+  // headers_from_files and query_from_files last, so that they can see the mapping's `headers`
+  // and `query`; problems are sorted into file order later, so the reading order does not show.
   for (const bool files_pass : {false, true}) {
     for (const Field& entry : entries) {
-      if ((entry.name == "headers_from_files") != files_pass) continue;
+      const bool from_files = entry.name == "headers_from_files" || entry.name == "query_from_files";
+      if (from_files != files_pass) continue;
       for (const SettingRule& rule : kRules) {
         if (entry.name == rule.key) rule.read(reader, entry, settings);
       }
@@ -429,6 +499,24 @@ void ApplyStreamSettings(const StreamSettings& layer, StreamConfig& stream) {
     Upsert(stream.headers_from_files, header, SameHeaderName);
   }
   if (layer.body) stream.body = layer.body;
+  const auto same_name = [](std::string_view a, std::string_view b) { return a == b; };
+  const auto erase_name = [](std::vector<Header>& list, std::string_view name) {
+    std::erase_if(list, [&](const Header& q) { return q.first == name; });
+  };
+  for (const Header& parameter : layer.query) {
+    erase_name(stream.query_from_files, parameter.first);
+    Upsert(stream.query, parameter, same_name);
+  }
+  for (const Header& parameter : layer.query_from_files) {
+    erase_name(stream.query, parameter.first);
+    Upsert(stream.query_from_files, parameter, same_name);
+  }
+  for (const std::string& name : layer.secret_query_params) {
+    if (std::find(stream.secret_query_params.begin(), stream.secret_query_params.end(), name) ==
+        stream.secret_query_params.end()) {
+      stream.secret_query_params.push_back(name);
+    }
+  }
   if (layer.topic) {
     stream.topic = *layer.topic;
     stream.topics.clear();
@@ -451,8 +539,10 @@ void ApplyStreamSettings(const StreamSettings& layer, StreamConfig& stream) {
     Upsert(stream.record_headers, header, [](std::string_view a, std::string_view b) { return a == b; });
   }
   set(stream.resume, layer.resume);
+  if (layer.start_from_last_event_id) stream.start_from_last_event_id = layer.start_from_last_event_id;
   set(stream.idle_timeout, layer.idle_timeout);
   set(stream.connect_timeout, layer.connect_timeout);
+  set(stream.reconnect.min_delay, layer.min_delay);
   set(stream.reconnect.initial_delay, layer.initial_delay);
   set(stream.reconnect.max_delay, layer.max_delay);
   set(stream.reconnect.reset_after, layer.reset_after);

@@ -19,6 +19,9 @@ struct StreamSettings {
   std::vector<Header> headers;             // in file order
   std::vector<Header> headers_from_files;  // name, path
   std::optional<std::string> body;
+  std::vector<Header> query;             // in file order
+  std::vector<Header> query_from_files;  // name, path
+  std::vector<std::string> secret_query_params;
 
   // True when `topic` or `topics` was written here, even with a bad value: a stream whose
   // routing is invalid is not also reported as having none.
@@ -36,8 +39,10 @@ struct StreamSettings {
   std::vector<Header> record_headers;
 
   std::optional<bool> resume;
+  std::optional<std::string> start_from_last_event_id;
   std::optional<Duration> idle_timeout;
   std::optional<Duration> connect_timeout;
+  std::optional<Duration> min_delay;
   std::optional<Duration> initial_delay;
   std::optional<Duration> max_delay;
   std::optional<Duration> reset_after;
@@ -67,7 +72,8 @@ void ReadStreamSettings(YamlReader& reader, const std::vector<Field>& entries, S
 
 // Applies one layer onto `stream` (first `defaults`, then the stream's own): a written scalar
 // replaces the value; `headers` and `headers_from_files` are merged by name compared
-// case-insensitively (a name set in one of them replaces it in the other), `record_headers`
+// case-insensitively (a name set in one of them replaces it in the other), `query` and
+// `query_from_files` likewise by exact name, `secret_query_params` adds names, `record_headers`
 // by exact name, both keeping the earlier position of a replaced name; `reconnect`, `tls` and
 // `cloudevents` are merged per sub-key; `topic` and `topics` replace each other; `events`
 // replaces the whole list.

@@ -87,13 +87,23 @@ void Diagnostics::Add(SourceLocation location, std::string key_path, std::string
   errors_.push_back(ConfigError{std::move(location), std::move(key_path), std::move(message)});
 }
 
-std::vector<ConfigError> Diagnostics::TakeSorted() {
-  std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
+void Diagnostics::AddWarning(SourceLocation location, std::string key_path, std::string message) {
+  warnings_.push_back(ConfigError{std::move(location), std::move(key_path), std::move(message), true});
+}
+
+namespace {
+std::vector<ConfigError> InFileOrder(std::vector<ConfigError> list) {
+  std::stable_sort(list.begin(), list.end(), [](const ConfigError& a, const ConfigError& b) {
     return std::make_pair(a.location.line, a.location.column) <
            std::make_pair(b.location.line, b.location.column);
   });
-  return std::move(errors_);
+  return list;
 }
+}  // namespace
+
+std::vector<ConfigError> Diagnostics::TakeSorted() { return InFileOrder(std::move(errors_)); }
+
+std::vector<ConfigError> Diagnostics::TakeSortedWarnings() { return InFileOrder(std::move(warnings_)); }
 
 std::string ChildPath(std::string_view parent, std::string_view key) {
   std::string path(parent);
@@ -177,6 +187,10 @@ void YamlReader::KeyError(const Field& field, std::string message) {
 
 void YamlReader::Error(SourceLocation at, std::string key_path, std::string message) {
   diagnostics_.Add(std::move(at), std::move(key_path), std::move(message));
+}
+
+void YamlReader::Warning(SourceLocation at, std::string key_path, std::string message) {
+  diagnostics_.AddWarning(std::move(at), std::move(key_path), std::move(message));
 }
 
 void YamlReader::MissingKey(const Field& mapping, std::string_view key, std::string message) {

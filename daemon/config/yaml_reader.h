@@ -21,16 +21,20 @@
 
 namespace sse2kafka::config {
 
-// The problems found so far.
+// The problems found so far, and the warnings (valid, but probably not what was meant).
 class Diagnostics {
  public:
   void Add(SourceLocation location, std::string key_path, std::string message);
+  void AddWarning(SourceLocation location, std::string key_path, std::string message);
   std::size_t count() const { return errors_.size(); }
   // Every problem, in file order (line, then column; problems without a position first).
   std::vector<ConfigError> TakeSorted();
+  // Every warning, in file order.
+  std::vector<ConfigError> TakeSortedWarnings();
 
  private:
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
 };
 
 // One value in the document and the way to it.
@@ -64,6 +68,7 @@ class YamlReader {
   void Error(const Field& field, std::string message);     // at the value
   void KeyError(const Field& field, std::string message);  // at the key
   void Error(SourceLocation at, std::string key_path, std::string message);
+  void Warning(SourceLocation at, std::string key_path, std::string message);
   // A required key absent from the mapping `mapping`: reported at the mapping.
   void MissingKey(const Field& mapping, std::string_view key, std::string message);
 

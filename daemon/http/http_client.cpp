@@ -211,7 +211,7 @@ bool HttpClient::Configure(Transfer& t, std::string* error) {
     ok &= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, t.method.c_str()) == CURLE_OK;
   }
   if (!ok) {
-    *error = "libcurl refused an option for " + RedactUrlUserinfo(t.url);
+    *error = "libcurl refused an option for " + RedactedUrl(t.url, t.request.secrets);
     return false;
   }
   return true;
@@ -327,7 +327,8 @@ void HttpClient::Finish(Transfer& t, CURLcode code) {
     result.error = "closed by the bridge";
   } else if (code != CURLE_OK) {
     result.curl_code = code;
-    result.error = t.error_buffer[0] ? std::string(t.error_buffer) : curl_easy_strerror(code);
+    result.error = RedactUrlsIn(t.error_buffer[0] ? std::string(t.error_buffer) : curl_easy_strerror(code),
+                                t.request.secrets);
   }
   TransferObserver* observer = t.observer;
   // Removed before the observer runs, so that it may start a new transfer right away.
@@ -344,7 +345,7 @@ bool HttpClient::FollowRedirect(Transfer& t, std::string* error) {
   }
   const std::optional<std::string> next = ResolveLocation(t.url, t.location);
   if (!next || (next->rfind("http://", 0) != 0 && next->rfind("https://", 0) != 0)) {
-    *error = "redirect to an unusable Location: " + RedactUrlUserinfo(t.location);
+    *error = "redirect to an unusable Location: " + RedactedUrl(t.location, t.request.secrets);
     return false;
   }
   curl_multi_remove_handle(multi_, t.easy);

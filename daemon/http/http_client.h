@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "http/event_loop.h"
+#include "http/url_redaction.h"
 
 namespace sse2kafka::http {
 
@@ -50,6 +51,9 @@ struct HttpRequest {
   int max_redirects = 10;
   std::string user_agent;
   long receive_buffer_size = 0;  // 0: libcurl's default
+  // Which query values of this URL (and of redirect targets) are secret: every URL in an
+  // error message of this transfer is redacted with it.
+  SecretQueryParameters secrets;
 };
 
 struct ResponseHead {
@@ -68,7 +72,7 @@ enum class BodyAction {
 
 struct TransferResult {
   int curl_code = 0;          // CURLE_OK when the server ended the response normally
-  std::string error;          // human-readable cause when curl_code != 0
+  std::string error;          // human-readable cause when curl_code != 0; URLs in it redacted
   long status = 0;            // HTTP status of the final response, 0 if none arrived
   bool aborted_by_observer = false;
   bool ok() const { return curl_code == 0 && !aborted_by_observer; }

@@ -223,17 +223,17 @@ void Log(spdlog::level::level_enum level, std::string_view stream, std::string_v
 
 bool LogRateLimiter::Allow(std::string_view key, Clock::time_point now, uint64_t* suppressed) {
   auto it = entries_.find(key);
-  if (it == entries_.end()) it = entries_.emplace(std::string(key), Entry{now, 0, 0}).first;
+  if (it == entries_.end()) it = entries_.emplace(std::string(key), Entry{now, now, 0, 0}).first;
   Entry& e = it->second;
-  if (now - e.window_start >= window_) {
-    e.window_start = now;
-    e.written = 0;
-  }
-  if (e.written >= burst_) {
+  if (now - e.last_seen >= window_) e.burst_used = 0;  // quiet for a window: a fresh burst
+  e.last_seen = now;
+  const bool in_burst = e.burst_used < burst_;
+  if (!in_burst && now - e.last_written < window_) {
     ++e.held_back;
     return false;
   }
-  ++e.written;
+  if (in_burst) ++e.burst_used;
+  e.last_written = now;
   *suppressed = e.held_back;
   e.held_back = 0;
   return true;

@@ -53,8 +53,10 @@ void Log(spdlog::level::level_enum level, std::string_view stream, std::string_v
          std::span<const LogField> fields);
 
 // Holds back lines that repeat too often: a feed that fails every second must not flood the
-// log. Per key (e.g. a stream's message text), at most `burst` lines per `window` pass; the
-// next line that passes after a quiet spell reports how many were held back.
+// log. Per key (e.g. a stream's message text), the first `burst` lines pass in full; after that,
+// while the lines keep coming, one line per `window` passes and reports how many were held back
+// since the last one written. A key that has been quiet for a whole window gets its burst back.
+// So a stream that fails forever writes at most burst + 1 lines per window per key.
 class LogRateLimiter {
  public:
   using Clock = std::chrono::steady_clock;
@@ -62,13 +64,17 @@ class LogRateLimiter {
       : window_(window), burst_(burst) {}
 
   // True when a line with `key` may be written at `now`; then *suppressed is the number of
-  // lines with that key held back since the last one written (and is reset).
+  // lines with that key held back since the last one written (and is reset). A held-back line
+  // leaves *suppressed alone.
   bool Allow(std::string_view key, Clock::time_point now, uint64_t* suppressed);
+
+  std::chrono::milliseconds window() const { return window_; }
 
  private:
   struct Entry {
-    Clock::time_point window_start;
-    int written = 0;
+    Clock::time_point last_seen;
+    Clock::time_point last_written;
+    int burst_used = 0;
     uint64_t held_back = 0;
   };
   std::chrono::milliseconds window_;

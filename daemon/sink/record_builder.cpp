@@ -24,20 +24,6 @@ void AppendDecimal(std::string& out, uint64_t value) {
 
 }  // namespace
 
-std::string UrlWithoutUserinfo(std::string_view url) {
-  const std::size_t scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) return std::string(url);
-  const std::size_t authority_start = scheme_end + 3;
-  std::size_t authority_end = url.find_first_of("/?#", authority_start);
-  if (authority_end == std::string_view::npos) authority_end = url.size();
-  const std::size_t at =
-      url.substr(authority_start, authority_end - authority_start).rfind('@');
-  if (at == std::string_view::npos) return std::string(url);
-  std::string result(url.substr(0, authority_start));
-  result.append(url.substr(authority_start + at + 1));
-  return result;
-}
-
 TopicRouter::TopicRouter(const config::StreamConfig& stream) : topic_(stream.topic) {
   for (const config::TopicRoute& route : stream.topics) {
     if (route.event_type == "*") {
@@ -59,15 +45,14 @@ std::optional<std::string_view> TopicRouter::TopicFor(std::string_view type) con
   return std::nullopt;
 }
 
-RecordBuilder::RecordBuilder(const config::StreamConfig& stream)
+RecordBuilder::RecordBuilder(const config::StreamConfig& stream, std::string default_source)
     : router_(stream),
       stream_name_(stream.name),
       key_mode_(stream.key),
       key_fallback_(stream.key_fallback),
       key_pointer_(stream.key_pointer),
       format_(stream.format),
-      ce_source_(stream.cloudevents.source.empty() ? UrlWithoutUserinfo(stream.url)
-                                                   : stream.cloudevents.source),
+      ce_source_(stream.cloudevents.source.empty() ? std::move(default_source) : stream.cloudevents.source),
       ce_type_prefix_(stream.cloudevents.type_prefix),
       ce_content_type_(stream.cloudevents.content_type),
       record_headers_(stream.record_headers) {

@@ -94,8 +94,10 @@ class TopicRouter {
 class RecordBuilder {
  public:
   // Copies what it needs from `stream` (which may go away afterwards) and precomputes the
-  // routes, the constant headers and the constant parts of JSON values.
-  explicit RecordBuilder(const config::StreamConfig& stream);
+  // routes, the constant headers and the constant parts of JSON values. `default_source` is the
+  // CloudEvents source when cloudevents.source is empty: the caller's job, since which parts of
+  // a URL may be shown is HTTP knowledge (the stream URL without userinfo, query and fragment).
+  RecordBuilder(const config::StreamConfig& stream, std::string default_source);
 
   // Results point into the builder, so it stays where it was made.
   RecordBuilder(const RecordBuilder&) = delete;
@@ -145,10 +147,5 @@ class RecordBuilder {
   std::vector<RecordHeader> headers_;
   BuiltRecord record_;
 };
-
-// `url` without its userinfo: "https://user:pass@host/p" gives "https://host/p". The userinfo
-// is what precedes the last '@' of the authority (between "//" and the first '/', '?' or '#').
-// A URL without "://" or without userinfo comes back unchanged.
-std::string UrlWithoutUserinfo(std::string_view url);
 
 }  // namespace sse2kafka::sink

@@ -376,13 +376,15 @@ def write_config(directory: Path, config: Union[dict, str], name: str = "sse2kaf
 
 
 def bridge_config(brokers: str, state_dir: Path, streams: list, **sections: Any) -> dict:
-    """The usual test config: fast reconnects, small linger, a short flush timeout, debug logs.
+    """The usual test config: fast reconnects (a 100ms floor), small linger, a short flush timeout, debug logs.
     Keyword arguments replace or add top-level sections (e.g. defaults={...}, log={...})."""
     config = {
         "kafka": {"brokers": brokers, "flush_timeout": "5s", "properties": {"linger.ms": "5"}},
         "state": {"dir": str(state_dir)},
         "log": {"level": "debug"},
-        "defaults": {"reconnect": {"initial_delay": "100ms", "max_delay": "1s"}},
+        # A floor below the 500ms default keeps reconnect tests fast; the floor's own tests
+        # (test_polite_reconnects.py) use the default.
+        "defaults": {"reconnect": {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}},
         "streams": streams,
     }
     config.update(sections)

@@ -11,6 +11,7 @@ later (tolerant bounds: EARLY before, SLACK after)."""
 
 from connection_support import (JSON_LOG, SLACK, JsonLog, assert_gap, backoff_window, describe_requests,
                                 request_gaps, tail, wait_requests)
+from harness import wait_until
 from sse_upstream import Route, close, end, hang, send, sleep, status_route
 
 
@@ -67,16 +68,16 @@ def test_server_retry_becomes_the_base_and_persists_across_reconnects(broker, up
         Route(body=[send(b"retry: 200\n\n"), close()]),      # n=1: base 200 -> [100, 200]
         status_route(500),                                   # n=2: [200, 400]  (no retry: here)
         status_route(500),                                   # n=3: [400, 800]
-        Route(body=[send(b"retry: 400\n\n"), end()]),        # normal end: the newest base, 400
+        Route(body=[send(b"retry: 400\n\n"), end()]),        # short normal end: n=4, newest base 400
         Route(body=[send(b": open\n\n"), hang()]),
     ])
     # initial_delay is far from every expected wait, so a forgotten retry: shows at once.
     bridge = start_bridge(config_for(broker, [stream("retry", upstream.url("/feed"), reconnect={
         "initial_delay": "3s", "max_delay": "5s"})]), args=JSON_LOG)
-    requests = wait_requests(upstream, 5, "/feed", 0.2 + 0.4 + 0.8 + 0.4 + 4 * SLACK + 5, bridge)
+    requests = wait_requests(upstream, 5, "/feed", 0.2 + 0.4 + 0.8 + 3.2 + 4 * SLACK + 5, bridge)
     check_waits(JsonLog(bridge), "retry", requests,
                 [backoff_window(200, 5000, 1), backoff_window(200, 5000, 2), backoff_window(200, 5000, 3),
-                 (400, 400)], bridge)
+                 backoff_window(400, 5000, 4)], bridge)
 
 
 def test_a_connection_open_for_reset_after_resets_the_failure_count(broker, upstream, config_for, start_bridge):
@@ -100,12 +101,28 @@ def test_a_connection_open_for_reset_after_resets_the_failure_count(broker, upst
                 [(100, 200), (200, 400), (400, 800), (100, 200), (200, 400)], bridge, gaps=gaps)
 
 
-def test_a_normal_end_reopens_after_the_base_delay_without_growing(broker, upstream, config_for, start_bridge):
+def test_a_normal_end_after_reset_after_reopens_after_the_base_delay_without_growing(broker, upstream, config_for,
+                                                                                     start_bridge):
+    # Close framing: the end of each response closes its connection, which the upstream times.
+    ends = [Route(body=[send(b": served\n\n"), sleep(400), end()], framing="close") for _ in range(4)]
+    upstream.route("/feed", ends + [Route(body=[send(b": open\n\n"), hang()])])
+    bridge = start_bridge(config_for(broker, [stream("ends", upstream.url("/feed"), reconnect={
+        "initial_delay": "300ms", "max_delay": "5s", "reset_after": "300ms"})]), args=JSON_LOG)
+    requests = wait_requests(upstream, 5, "/feed", 4 * (0.7 + SLACK) + 5, bridge)
+    # Each connection stayed open for reset_after: exactly the base each time, measured from the
+    # end of the response; no jitter, no doubling.
+    wait_until(lambda: requests[3].connection.closed_at, 5, message=lambda: tail(bridge))
+    gaps = [b.monotonic - a.connection.closed_at for a, b in zip(requests, requests[1:])]
+    check_waits(JsonLog(bridge), "ends", requests, [(300, 300)] * 4, bridge, gaps=gaps)
+    assert not JsonLog(bridge).lines(r"request failed|disconnected", "ends"), tail(bridge)
+
+
+def test_a_short_normal_end_counts_as_a_failed_attempt(broker, upstream, config_for, start_bridge):
+    """A server that answers and hangs up at once is retried with growing waits (not at the
+    base delay forever, as before)."""
     ends = [Route(body=[send(b": served\n\n"), end()]) for _ in range(4)]
     upstream.route("/feed", ends + [Route(body=[send(b": open\n\n"), hang()])])
     bridge = start_bridge(config_for(broker, [stream("ends", upstream.url("/feed"), reconnect={
-        "initial_delay": "300ms", "max_delay": "5s"})]), args=JSON_LOG)
-    requests = wait_requests(upstream, 5, "/feed", 4 * (0.3 + SLACK) + 5, bridge)
-    # Exactly the base each time: no jitter and no doubling, since nothing failed.
-    check_waits(JsonLog(bridge), "ends", requests, [(300, 300)] * 4, bridge)
-    assert not JsonLog(bridge).lines(r"request failed|disconnected", "ends"), tail(bridge)
+        "initial_delay": "200ms", "max_delay": "5s"})]), args=JSON_LOG)
+    requests = wait_requests(upstream, 5, "/feed", 0.2 + 0.4 + 0.8 + 1.6 + 4 * SLACK + 5, bridge)
+    check_waits(JsonLog(bridge), "ends", requests, [backoff_window(200, 5000, n) for n in range(1, 5)], bridge)

@@ -18,8 +18,10 @@ using TimePoint = BackoffPolicy::TimePoint;
 
 const double kAlmostOne = std::nextafter(1.0, 0.0);
 
+// The formula alone: no floor (see the Floor tests for min_delay).
 config::ReconnectConfig DefaultConfig() {
   config::ReconnectConfig config;
+  config.min_delay = milliseconds(0);
   config.initial_delay = milliseconds(1000);
   config.max_delay = milliseconds(30000);
   config.reset_after = milliseconds(60000);
@@ -132,7 +134,7 @@ TEST(BackoffPolicyTest, ServerRetryBecomesTheBaseAndPersists) {
   p.policy.SetServerRetry(milliseconds(200));
   EXPECT_EQ(p.policy.base(), milliseconds(200));
   p.policy.OnOpened(kStart + hours(5));
-  EXPECT_EQ(p.policy.OnNormalEnd(kStart + hours(5) + seconds(1)), milliseconds(200));
+  EXPECT_EQ(p.policy.OnNormalEnd(kStart + hours(6)), milliseconds(200));
 }
 
 TEST(BackoffPolicyTest, NegativeServerRetryCountsAsZero) {
@@ -173,17 +175,69 @@ TEST(BackoffPolicyTest, ResetNeedsAnOpenConnection) {
   EXPECT_EQ(p.policy.consecutive_failures(), 2);
 }
 
-TEST(BackoffPolicyTest, NormalEndWaitsExactlyTheBase) {
+TEST(BackoffPolicyTest, NormalEndAfterALongConnectionWaitsExactlyTheBaseAndResets) {
   ScriptedPolicy p;
   p.draw = kAlmostOne;
   for (int i = 0; i < 3; ++i) p.policy.OnFailure(kStart);
-  p.policy.OnOpened(kStart);
-  EXPECT_EQ(p.policy.OnNormalEnd(kStart + seconds(10)), milliseconds(1000));
-  EXPECT_EQ(p.policy.consecutive_failures(), 3) << "a short normal end leaves the count alone";
   p.policy.OnOpened(kStart + seconds(20));
   EXPECT_EQ(p.policy.OnNormalEnd(kStart + seconds(80)), milliseconds(1000));
-  EXPECT_EQ(p.policy.consecutive_failures(), 0) << "a long one resets it";
+  EXPECT_EQ(p.policy.consecutive_failures(), 0);
   EXPECT_EQ(p.policy.OnFailure(kStart + seconds(81)), milliseconds(1000));
+}
+
+// A server that answers and hangs up at once (or a proxy that ends every response) must not
+// be reopened at the base delay forever: a short normal end counts as a failed attempt.
+TEST(BackoffPolicyTest, ShortNormalEndCountsAsAFailureSoWaitsGrow) {
+  ScriptedPolicy p;
+  p.draw = kAlmostOne;
+  const std::vector<int64_t> expected = {1000, 2000, 4000, 8000, 16000, 30000, 30000};
+  TimePoint now = kStart;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    p.policy.OnOpened(now);
+    now += seconds(1);
+    EXPECT_EQ(p.policy.OnNormalEnd(now), milliseconds(expected[i])) << i;
+    EXPECT_EQ(p.policy.consecutive_failures(), static_cast<int>(i) + 1);
+  }
+}
+
+TEST(BackoffPolicyFloor, NoWaitIsShorterThanMinDelayWhateverTheCause) {
+  config::ReconnectConfig config = DefaultConfig();
+  config.min_delay = milliseconds(500);
+  config.initial_delay = milliseconds(0);
+  config.max_delay = milliseconds(0);
+  ScriptedPolicy p(config);
+  p.draw = 0.0;
+  for (int i = 0; i < 5; ++i) EXPECT_GE(p.policy.OnFailure(kStart), milliseconds(500)) << i;
+  EXPECT_EQ(p.policy.OnAuthFailure(kStart), milliseconds(500));
+  EXPECT_EQ(p.policy.OnRetryAfter(kStart, milliseconds(0)), milliseconds(500));
+  p.policy.SetServerRetry(milliseconds(1));
+  p.policy.OnOpened(kStart);
+  EXPECT_EQ(p.policy.OnNormalEnd(kStart + hours(1)), milliseconds(500));
+  p.policy.OnOpened(kStart + hours(1));
+  EXPECT_GE(p.policy.OnNormalEnd(kStart + hours(1) + milliseconds(3)), milliseconds(500));
+}
+
+// The floor is applied after the jitter: the lower half of [d/2, d] would go under it.
+TEST(BackoffPolicyFloor, AppliesAfterTheJitterAndRaisesALowBase) {
+  config::ReconnectConfig config = DefaultConfig();
+  config.min_delay = milliseconds(500);
+  config.initial_delay = milliseconds(100);  // below the floor: counts as 500
+  ScriptedPolicy low(config);
+  ScriptedPolicy high(config);
+  high.draw = kAlmostOne;
+  const std::vector<int64_t> expected_d = {500, 1000, 2000, 4000};
+  for (std::size_t i = 0; i < expected_d.size(); ++i) {
+    EXPECT_EQ(low.policy.OnFailure(kStart), milliseconds(std::max<int64_t>(expected_d[i] / 2, 500))) << i;
+    EXPECT_EQ(high.policy.OnFailure(kStart), milliseconds(expected_d[i])) << i;
+  }
+  EXPECT_TRUE(low.policy.BelowFloor(milliseconds(499)));
+  EXPECT_FALSE(low.policy.BelowFloor(milliseconds(500)));
+}
+
+TEST(BackoffPolicyFloor, AZeroFloorLeavesTheFormulaAsItIs) {
+  ScriptedPolicy p;  // DefaultConfig: min_delay 0
+  p.policy.SetServerRetry(milliseconds(0));
+  EXPECT_EQ(p.policy.OnFailure(kStart), milliseconds(0));
 }
 
 TEST(BackoffPolicyTest, BaseAboveMaxDelayIsTheCap) {

@@ -1110,3 +1110,81 @@ TEST(ConfigSamples, ShippedConfigsLoadCleanly) {
 
 }  // namespace
 }  // namespace sse2kafka::config
+
+// ----------------------------------------------------------------------------- polite reconnects
+
+namespace sse2kafka::config {
+namespace {
+
+TEST(ConfigReconnectFloor, DefaultsTo500msAndCanBeRaisedOrLowered) {
+  EXPECT_EQ(OnlyStream(Load(kMinimal)).reconnect.min_delay, 500ms);
+  EXPECT_EQ(OnlyStream(Load(WithStreamKeys("    reconnect: { min_delay: 2s }\n"))).reconnect.min_delay, 2s);
+  const LoadResult low = Load(WithStreamKeys("    reconnect: { min_delay: 100ms, initial_delay: 100ms }\n"));
+  EXPECT_EQ(OnlyStream(low).reconnect.min_delay, 100ms);
+  EXPECT_TRUE(low.warnings.empty());
+}
+
+TEST(ConfigReconnectFloor, ZeroIsRefusedUnlessAskedForBesideIt) {
+  EXPECT_THAT(OnlyError(WithStreamKeys("    reconnect: { min_delay: 0 }\n")),
+              ::testing::StartsWith("test.yaml:7:29: streams[0].reconnect.min_delay: 0 takes away the floor"));
+  const LoadResult allowed = Load(WithStreamKeys("    reconnect: { min_delay: 0, allow_zero_min_delay: true }\n"));
+  EXPECT_EQ(OnlyStream(allowed).reconnect.min_delay, 0ms);
+  EXPECT_THAT(OnlyError(WithStreamKeys("    reconnect: { min_delay: 0, allow_zero_min_delay: false }\n")),
+              HasSubstr("allow_zero_min_delay: true"));
+}
+
+TEST(ConfigReconnectFloor, AnInitialDelayBelowTheFloorIsOneWarningPerDistinctValue) {
+  const LoadResult result = Load(R"(kafka: { brokers: "k1:9092" }
+defaults:
+  topic: t
+  reconnect: { initial_delay: 100ms }
+streams:
+  - { name: a, url: http://up.example/a }
+  - { name: b, url: http://up.example/b }
+  - { name: c, url: http://up.example/c, reconnect: { initial_delay: 2s } }
+)");
+  ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Messages(result));
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_EQ(result.warnings[0].ToString(),
+            "warning: test.yaml line 6 col 5: streams[0].reconnect.initial_delay: initial_delay 100ms is below "
+            "reconnect.min_delay 500ms, the floor under every reconnect wait: waits are at least 500ms "
+            "(and in 1 more stream)");
+}
+
+TEST(ConfigStartFrom, SetsTheFirstLastEventIdAndRefusesLineBreaks) {
+  EXPECT_EQ(OnlyStream(Load(kMinimal)).start_from_last_event_id, std::nullopt);
+  EXPECT_EQ(OnlyStream(Load(WithStreamKeys("    start_from: { last_event_id: \"1000\" }\n"))).start_from_last_event_id,
+            "1000");
+  EXPECT_THAT(OnlyError(WithStreamKeys("    start_from: { last_event_id: \"a\\nb\" }\n")),
+              HasSubstr("start_from.last_event_id: a Last-Event-ID must not contain CR, LF or NUL"));
+  EXPECT_THAT(OnlyError(WithStreamKeys("    start_from: { id: x }\n")), HasSubstr("start_from.id"));
+}
+
+TEST(ConfigQuery, MapsMergeByNameAndSecretNamesAddUp) {
+  const LoadResult result = Load(R"(kafka: { brokers: "k1:9092" }
+defaults:
+  topic: t
+  query: { access_token: "${TOKEN}", region: eu }
+  secret_query_params: [account]
+streams:
+  - name: a
+    url: http://up.example/a
+    query: { region: us }
+    query_from_files: { access_token: /run/secrets/t }
+    secret_query_params: [tenant, account]
+)", FakeEnv({{"TOKEN", "s3cret"}}));
+  const StreamConfig s = OnlyStream(result);
+  EXPECT_THAT(s.query, ElementsAre(Header{"region", "us"}));
+  EXPECT_THAT(s.query_from_files, ElementsAre(Header{"access_token", "/run/secrets/t"}));
+  EXPECT_THAT(s.secret_query_params, ElementsAre("account", "tenant"));
+}
+
+TEST(ConfigQuery, ANameInBothMapsOfOneMappingIsAnErrorThatHidesTheValue) {
+  const std::string error = OnlyError(WithStreamKeys(
+      "    query: { token: s3cret }\n    query_from_files: { token: /run/secrets/t }\n"));
+  EXPECT_THAT(error, HasSubstr("query parameter `token` is also set in `query` here"));
+  EXPECT_THAT(OnlyError(WithStreamKeys("    query: [s3cret]\n")), ::testing::Not(HasSubstr("s3cret")));
+}
+
+}  // namespace
+}  // namespace sse2kafka::config

@@ -302,7 +302,7 @@ TEST_F(LogTest, NoJournalPrefixWhenJournalStreamNamesAnotherFile) {
 
 // ---- rate limiter ----------------------------------------------------------------------------
 
-TEST(LogRateLimiterTest, BurstPassesThenHeldBackLinesAreReportedOnTheNextAllowedLine) {
+TEST(LogRateLimiterTest, BurstPassesThenOneLineAWindowReportsWhatWasHeldBack) {
   LogRateLimiter limiter(milliseconds(1000), 3);
   const LogRateLimiter::Clock::time_point t0{std::chrono::hours(100)};
   uint64_t suppressed = 99;
@@ -319,16 +319,40 @@ TEST(LogRateLimiterTest, BurstPassesThenHeldBackLinesAreReportedOnTheNextAllowed
   EXPECT_TRUE(limiter.Allow("request failed", t0 + milliseconds(500), &suppressed));
   EXPECT_EQ(suppressed, 0u);
 
-  EXPECT_FALSE(limiter.Allow("disconnected", t0 + milliseconds(999), &suppressed));
-  // A new window: the first line through reports the three held back, and the count restarts.
-  EXPECT_TRUE(limiter.Allow("disconnected", t0 + milliseconds(1000), &suppressed));
-  EXPECT_EQ(suppressed, 3u);
-  EXPECT_TRUE(limiter.Allow("disconnected", t0 + milliseconds(1001), &suppressed));
-  EXPECT_EQ(suppressed, 0u);
+  EXPECT_FALSE(limiter.Allow("disconnected", t0 + milliseconds(1001), &suppressed));
+  // One window after the last line written, one line passes with the count of those held back.
   EXPECT_TRUE(limiter.Allow("disconnected", t0 + milliseconds(1002), &suppressed));
+  EXPECT_EQ(suppressed, 3u);
+  // Still failing: no new burst, one line a window.
   EXPECT_FALSE(limiter.Allow("disconnected", t0 + milliseconds(1003), &suppressed));
-  EXPECT_TRUE(limiter.Allow("disconnected", t0 + milliseconds(5000), &suppressed));
-  EXPECT_EQ(suppressed, 1u);
+  EXPECT_FALSE(limiter.Allow("disconnected", t0 + milliseconds(1900), &suppressed));
+  EXPECT_TRUE(limiter.Allow("disconnected", t0 + milliseconds(2002), &suppressed));
+  EXPECT_EQ(suppressed, 2u);
+  // Quiet for a whole window: the burst is back.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(limiter.Allow("disconnected", t0 + milliseconds(5000 + i), &suppressed)) << i;
+    EXPECT_EQ(suppressed, 0u);
+  }
+  EXPECT_FALSE(limiter.Allow("disconnected", t0 + milliseconds(5003), &suppressed));
+}
+
+TEST(LogRateLimiterTest, AKeyThatFailsForeverWritesBurstPlusOneLinePerWindow) {
+  LogRateLimiter limiter(milliseconds(60000), 5);
+  const LogRateLimiter::Clock::time_point t0{std::chrono::hours(100)};
+  uint64_t suppressed = 0;
+  uint64_t reported = 0;
+  int written = 0;
+  constexpr int kAttempts = 10 * 60 * 31;  // 31 a second for 10 minutes
+  for (int i = 0; i < kAttempts; ++i) {
+    if (limiter.Allow("reconnecting", t0 + milliseconds(i * 1000 / 31), &suppressed)) {
+      ++written;
+      reported += suppressed;
+    }
+  }
+  EXPECT_LE(written, 5 + 10);
+  EXPECT_GE(written, 5 + 9);
+  EXPECT_GE(reported + static_cast<uint64_t>(written), static_cast<uint64_t>(kAttempts) - 31 * 60)
+      << "every line is written or counted, but for the last window's";
 }
 
 // ---- signals ---------------------------------------------------------------------------------

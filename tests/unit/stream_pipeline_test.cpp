@@ -135,6 +135,7 @@ class StreamPipelineTest : public ::testing::Test {
     c.name = "s1";
     c.url = server_->Url(path);
     c.topic = "events";
+    c.reconnect.min_delay = milliseconds(20);  // the 500ms default floor would slow every test
     c.reconnect.initial_delay = milliseconds(20);
     c.reconnect.max_delay = milliseconds(100);
     return c;
@@ -390,6 +391,7 @@ TEST_F(StreamPipelineTest, ServerRetryFieldSetsTheReconnectDelay) {
   config::StreamConfig config = Config();
   config.reconnect.initial_delay = milliseconds(60000);  // never reached within the test
   config.reconnect.max_delay = milliseconds(60000);
+  config.reconnect.reset_after = milliseconds(0);  // every connection lived long enough: exact base
   StreamPipeline& p = Start(config);
   ASSERT_TRUE(RunUntil([&] { return p.state() == StreamState::kWaiting; }))
       << "state " << StreamStateName(p.state());
@@ -401,18 +403,37 @@ TEST_F(StreamPipelineTest, ServerRetryFieldSetsTheReconnectDelay) {
   EXPECT_EQ(p.stats().reconnects_by_reason[static_cast<int>(ReconnectReason::kEnd)], 1u);
 }
 
-TEST_F(StreamPipelineTest, NormalEndWithoutRetryWaitsTheInitialDelay) {
+TEST_F(StreamPipelineTest, NormalEndOfALongConnectionWithoutRetryWaitsTheInitialDelay) {
   Serve([](const ReceivedRequest&, ServerConnection& c) {
     if (OpenStream(c)) c.Send("data: x\n\n");
   });
   config::StreamConfig config = Config();
   config.reconnect.initial_delay = milliseconds(60000);
   config.reconnect.max_delay = milliseconds(60000);
+  config.reconnect.reset_after = milliseconds(0);
   StreamPipeline& p = Start(config);
   ASSERT_TRUE(RunUntil([&] { return p.state() == StreamState::kWaiting; }))
       << "state " << StreamStateName(p.state());
   EXPECT_GT(p.next_attempt_at() - loop_->now(), milliseconds(59000));
+  EXPECT_EQ(p.attempt(), 0);
   EXPECT_EQ(server_->request_count(), 1u);
+}
+
+// A server that answers and hangs up at once must not be reopened at the base delay forever.
+TEST_F(StreamPipelineTest, NormalEndOfAShortConnectionCountsAsAFailedAttempt) {
+  Serve([](const ReceivedRequest&, ServerConnection& c) {
+    if (OpenStream(c)) c.Send("data: x\n\n");
+  });
+  config::StreamConfig config = Config();
+  config.reconnect.initial_delay = milliseconds(60000);
+  config.reconnect.max_delay = milliseconds(60000);
+  StreamPipeline& p = Start(config);  // reset_after: the 60s default
+  ASSERT_TRUE(RunUntil([&] { return p.state() == StreamState::kWaiting; }))
+      << "state " << StreamStateName(p.state());
+  const auto wait = p.next_attempt_at() - loop_->now();
+  EXPECT_GT(wait, milliseconds(29000));  // jittered in [d/2, d], d = 60s
+  EXPECT_LE(wait, milliseconds(60000));
+  EXPECT_EQ(p.attempt(), 1);
 }
 
 TEST_F(StreamPipelineTest, ErrorStatusIsAFailureAndTheStreamReconnects) {

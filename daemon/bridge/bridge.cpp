@@ -74,17 +74,7 @@ std::string Bridge::PartitionList(const std::vector<int32_t>& partitions) const 
   return list;
 }
 
-std::vector<std::string> Bridge::AllTopics() const {
-  std::set<std::string> topics;
-  for (const auto& s : config_.streams) {
-    if (s.topics.empty()) {
-      topics.insert(s.topic);
-    } else {
-      for (const auto& route : s.topics) topics.insert(route.topic);
-    }
-  }
-  return {topics.begin(), topics.end()};
-}
+std::vector<std::string> Bridge::AllTopics() const { return config::RoutedTopics(config_.streams); }
 
 bool Bridge::CreateProducer(std::string* error) {
   producer_ = make_producer_(error);

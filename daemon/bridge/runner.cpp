@@ -12,6 +12,7 @@
 #include "sink/kafka_producer.h"
 #include "sink/producer_properties.h"
 #include "sink/state_topic.h"
+#include "sink/topic_limits.h"
 
 namespace sse2kafka::bridge {
 
@@ -24,6 +25,9 @@ constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr std::chrono::milliseconds kMetricsInterval{1000};
 constexpr std::chrono::milliseconds kStateTopicTimeout{30000};
+// Reading the topics' limits may not hold the start for long: Kafka may be down, and the bridge
+// must then start anyway (backpressure holds the upstreams until Kafka is back).
+constexpr std::chrono::milliseconds kTopicLimitsTimeout{3000};
 
 // "<host>/<pid>": which process wrote a checkpoint record.
 std::string InstanceName() {
@@ -101,6 +105,7 @@ int Runner::Run() {
   settings.properties = config_.kafka.properties;
   settings.max_in_flight_events = config_.kafka.max_in_flight_events;
   settings.max_in_flight_bytes = config_.kafka.max_in_flight_bytes;
+  settings.max_batch_bytes = BatchSizeForTopics(brokers);
   if (config_.delivery == config::Delivery::kExactlyOnce) {
     const std::string prefix = config_.cluster.group.empty() ? "sse2kafka" : config_.cluster.group;
     fleet.make_transactional_producer = [settings, prefix](int32_t partition, std::string* e) {
@@ -176,6 +181,27 @@ bool Runner::PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::st
     loop_->Stop();
   };
   return true;
+}
+
+std::optional<std::size_t> Runner::BatchSizeForTopics(const std::string& brokers) {
+  std::string error;
+  const auto limits = sink::ReadMaxMessageBytes(brokers, sink::CommonClientProperties(config_.kafka.properties),
+                                                config::RoutedTopics(config_.streams), kTopicLimitsTimeout, &error);
+  if (!limits) {
+    ops::Log(warn, "", "could not read the topics' max.message.bytes; a topic whose limit is below the producer's "
+                       "batch.size refuses whole batches",
+             {{"error", error}});
+    return std::nullopt;
+  }
+  const std::optional<std::size_t> batch = sink::BatchSizeWithin(*limits);
+  if (batch) {
+    const auto smallest = std::min_element(limits->begin(), limits->end(),
+                                           [](const auto& a, const auto& b) { return a.second < b.second; });
+    ops::Log(info, "", "batch.size lowered to fit the smallest topic limit",
+             {{"batch_size", static_cast<unsigned long long>(*batch)}, {"topic", smallest->first},
+              {"max_message_bytes", static_cast<long long>(smallest->second)}});
+  }
+  return batch;
 }
 
 void Runner::PublishMetrics() {

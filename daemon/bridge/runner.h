@@ -44,6 +44,10 @@ class Runner {
   // Kafka state backend: makes sure the state topic exists and fills in how the bridge reads
   // checkpoints, creates transactional producers and joins the group. False with *error.
   bool PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::string* error);
+  // The producer's batch.size cap that fits the smallest max.message.bytes of the topics
+  // (sink/topic_limits.h); nullopt when none is lower than the default or they cannot be read
+  // (logged: the start goes on).
+  std::optional<std::size_t> BatchSizeForTopics(const std::string& brokers);
 
   config::Config config_;
   std::string config_path_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 namespace sse2kafka::config {
 
@@ -43,6 +44,18 @@ std::string RedactedProperties(const std::vector<Header>& properties) {
     text += IsSecretProperty(name) ? std::string_view("***") : std::string_view(value);
   }
   return text;
+}
+
+std::vector<std::string> RoutedTopics(const std::vector<StreamConfig>& streams) {
+  std::set<std::string> topics;
+  for (const StreamConfig& s : streams) {
+    if (s.topics.empty()) {
+      topics.insert(s.topic);
+    } else {
+      for (const TopicRoute& route : s.topics) topics.insert(route.topic);
+    }
+  }
+  return {topics.begin(), topics.end()};
 }
 
 }  // namespace sse2kafka::config

@@ -199,6 +199,9 @@ struct Config {
   bool operator==(const Config&) const = default;
 };
 
+// Every topic the streams write to (`topic`, or each route of `topics`), sorted, each once.
+std::vector<std::string> RoutedTopics(const std::vector<StreamConfig>& streams);
+
 // True when a librdkafka property of this name holds a secret (its value is logged as ***):
 // the name contains `password`, `secret` or `token` (case-insensitive), or it is one of the
 // properties whose value is key material (ssl.key.pem, sasl.oauthbearer.config).

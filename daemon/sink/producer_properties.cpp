@@ -183,6 +183,15 @@ PropertyList EffectiveProducerProperties(const ProducerSettings& settings) {
   if (!UserSetProperty(settings.properties, kQueueKbytesProperty)) {
     effective.emplace_back(kQueueKbytesProperty, std::to_string(QueueLimitKbytes(settings.max_in_flight_bytes)));
   }
+  if (settings.max_batch_bytes) {
+    std::size_t batch = *settings.max_batch_bytes;
+    if (const auto user = UserValue(settings.properties, "batch.size")) {
+      std::size_t value = 0;
+      const auto [end, ec] = std::from_chars(user->data(), user->data() + user->size(), value);
+      if (ec == std::errc() && end == user->data() + user->size() && value > 0) batch = std::min(batch, value);
+    }
+    effective.emplace_back("batch.size", std::to_string(batch));
+  }
   if (!settings.bootstrap_servers.empty()) {
     effective.emplace_back("bootstrap.servers", settings.bootstrap_servers);
   }

@@ -32,6 +32,10 @@ struct ProducerSettings {
   // transaction wait before aborting it. Zero keeps the user's property, else librdkafka's
   // default (kLibrdkafkaDefaultTransactionTimeout). Ignored without transactional_id.
   std::chrono::milliseconds transaction_timeout{0};
+  // Set: batch.size is at most this (topic_limits.h: the smallest max.message.bytes of the
+  // topics written, with a margin), whatever the user's batch.size, so that no batch is
+  // refused whole by a topic whose limit is below it.
+  std::optional<std::size_t> max_batch_bytes;
 };
 
 // librdkafka's transaction.timeout.ms when nobody sets it.
@@ -73,7 +77,8 @@ std::optional<std::string> ValidateProducerSettings(const ProducerSettings& sett
 //     is kept. socket.timeout.ms is left alone: librdkafka lowers its default below the
 //     transaction timeout by itself and refuses a user's value that is not.
 //  4. the queue limits derived from the in-flight limits (unless the user set them).
-//  5. bootstrap.servers.
+//  5. batch.size = min(the user's batch.size, max_batch_bytes) when max_batch_bytes is set.
+//  6. bootstrap.servers.
 PropertyList EffectiveProducerProperties(const ProducerSettings& settings);
 
 // queue.buffering.max.messages / max.kbytes that hold the bridge's in-flight limits with margin.

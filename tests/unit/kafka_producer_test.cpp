@@ -22,6 +22,7 @@
 #include "sink/embedded_cluster.h"
 #include "sink/kafka_producer.h"
 #include "sink/producer_properties.h"
+#include "sink/topic_limits.h"
 
 namespace sse2kafka::sink {
 namespace {
@@ -631,6 +632,35 @@ TEST(ProducerPropertiesTest, EffectivePropertiesPutTheUserBetweenDefaultsAndBrok
   int occurrences = 0;
   for (const auto& [name, value] : user_limit) occurrences += name == "queue.buffering.max.messages";
   EXPECT_EQ(occurrences, 1) << "the user's own queue limit must win";
+}
+
+// A topic whose max.message.bytes is below the producer's batch.size refuses whole batches
+// (topic_limits.h): batch.size is capped, also below a user's larger value.
+TEST(ProducerPropertiesTest, BatchSizeIsCappedByTheTopicLimit) {
+  auto batch_sizes = [](const ProducerSettings& settings) {
+    std::vector<std::string> values;
+    for (const auto& [name, value] : EffectiveProducerProperties(settings)) {
+      if (name == "batch.size") values.push_back(value);
+    }
+    return values;
+  };
+  ProducerSettings settings;
+  EXPECT_TRUE(batch_sizes(settings).empty()) << "no cap, no batch.size of ours";
+  settings.max_batch_bytes = 1800;
+  EXPECT_EQ(batch_sizes(settings), std::vector<std::string>{"1800"});
+  settings.properties = {{"batch.size", "500000"}};
+  EXPECT_EQ(batch_sizes(settings).back(), "1800");
+  settings.properties = {{"batch.size", "1000"}};
+  EXPECT_EQ(batch_sizes(settings).back(), "1000") << "a smaller user value stays";
+  EXPECT_EQ(ValidateProducerSettings(settings), std::nullopt);
+}
+
+TEST(TopicLimitsTest, BatchSizeStaysBelowTheSmallestLimitWithAMargin) {
+  EXPECT_EQ(BatchSizeWithin({}), std::nullopt);
+  EXPECT_EQ(BatchSizeWithin({{"a", 1048588}, {"b", 2000000}}), std::nullopt) << "defaults need nothing";
+  EXPECT_EQ(BatchSizeWithin({{"a", 1048588}, {"small", 2000}}), 1800u);
+  EXPECT_EQ(BatchSizeWithin({{"small", 500000}}), 500000u - 1024);
+  EXPECT_EQ(BatchSizeWithin({{"tiny", 5}}), 5u);
 }
 
 TEST(ProducerPropertiesTest, SecretsAreRecognisedAndRedacted) {

@@ -173,6 +173,7 @@ StreamPipeline::~StreamPipeline() {
   CloseTransfer();
   host_.loop().Cancel(reconnect_timer_);
   host_.loop().Cancel(rewind_timer_);
+  host_.loop().Cancel(probe_timer_);
 }
 
 void StreamPipeline::Start() {
@@ -470,8 +471,10 @@ void StreamPipeline::OnEvent(const sse::Event& event) {
 void StreamPipeline::Produce(const sink::BuiltRecord& record, uint64_t sequence) {
   const uint64_t token = PipelineHost::Token(slot_, sequence);
   const int64_t timestamp_ms = stats_.last_event_unix_ms;
-  if (!backlog_.empty()) {
-    Backlog(record, token, timestamp_ms);  // order must hold behind what is already waiting
+  if (!backlog_.empty() || (probing_ && produced_unreported_ > 0)) {
+    // Order must hold behind what is already waiting; while a probe is unconfirmed, reading
+    // pauses (OnBody) with the rest waiting here.
+    Backlog(record, token, timestamp_ms);
     return;
   }
   sink::OutgoingRecord out;
@@ -506,6 +509,7 @@ void StreamPipeline::Produce(const sink::BuiltRecord& record, uint64_t sequence)
       if (rewind_timer_ == 0) {
         rewind_timer_ = host_.loop().ScheduleAfter(milliseconds(0), [this, error, token] {
           rewind_timer_ = 0;
+          probing_ = true;
           Rewind("Kafka refused a record: " + error, PipelineHost::SequenceOf(token));
         });
       }
@@ -526,6 +530,7 @@ void StreamPipeline::Backlog(const sink::BuiltRecord& record, uint64_t token, in
 
 bool StreamPipeline::RetryBacklog() {
   while (!backlog_.empty()) {
+    if (probing_ && produced_unreported_ > 0) return true;  // the rest waits for the probe
     const OwnedRecord& r = backlog_.front();
     if (!tracker_.Pending(PipelineHost::SequenceOf(r.token))) {
       backlog_.pop_front();
@@ -598,6 +603,7 @@ void StreamPipeline::OnDelivery(uint64_t sequence, const sink::DeliveryReport& r
     if (report.ok) {
       ++stats_.records_delivered;
       tracker_.Ack(sequence);
+      if (probing_) EndProbe();
     } else if (host_.transactional()) {
       // The transaction is doomed: produce nothing more until the host has aborted it and
       // rewound this stream to the last committed checkpoint.
@@ -614,11 +620,22 @@ void StreamPipeline::OnDelivery(uint64_t sequence, const sink::DeliveryReport& r
       LogLimited(err, "delivery failed",
                {{"topic", report.topic}, {"error", std::string(report.error_name)},
                 {"detail", std::string(report.error_text)}, {"checkpoint", tracker_.checkpoint()}});
+      probing_ = true;
       Rewind("delivery failed: " + std::string(report.error_name), sequence);
       return;
     }
   }
   if (state_ == StreamState::kAwaitingAcks && settled()) Connect();
+}
+
+void StreamPipeline::EndProbe() {
+  probing_ = false;
+  if (backlog_.empty() || probe_timer_ != 0) return;
+  // Not from inside the producer's report: releasing the backlog produces and resumes reading.
+  probe_timer_ = host_.loop().ScheduleAfter(milliseconds(0), [this] {
+    probe_timer_ = 0;
+    RetryBacklog();
+  });
 }
 
 void StreamPipeline::SkipTooLarge(uint64_t sequence, std::string_view topic, const std::string& error) {

@@ -146,6 +146,8 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   void FinishFailedResponse(const http::TransferResult& result);
   // `oversize: skip`: a record Kafka refuses as too large is logged, counted and passed over.
   void SkipTooLarge(uint64_t sequence, std::string_view topic, const std::string& error);
+  // The probe was confirmed: what waited behind it goes to Kafka and reading resumes.
+  void EndProbe();
   // A line about this stream, held back when the same message repeats too often
   // (ops::LogRateLimiter: the first 5, then one a minute with the count held back).
   void LogLimited(spdlog::level::level_enum level, std::string_view message,
@@ -169,9 +171,14 @@ class StreamPipeline final : public http::TransferObserver, public sse::ParserLi
   bool stop_marker_seen_ = false;   // stop_on_data matched in the current response
   bool halted_ = false;             // a record was refused: produce nothing until the rewind
   bool retry_floor_logged_ = false; // a server's retry: below min_delay is logged once
+  // Kafka refused one of this stream's records: the first record of the replay is confirmed
+  // before the rest follow, so that a refusal that persists (a topic limit, a missing topic,
+  // an ACL) costs one record per attempt instead of everything behind it landing again.
+  bool probing_ = false;
   http::TransferId transfer_ = 0;
   http::TimerId reconnect_timer_ = 0;
   http::TimerId rewind_timer_ = 0;  // a rewind after Kafka refused a record, still to run
+  http::TimerId probe_timer_ = 0;   // releases what waited behind a confirmed probe
   http::TimerId idle_timer_ = 0;
   http::Clock::time_point next_attempt_at_{};
   http::Clock::time_point last_byte_at_{};

@@ -318,6 +318,37 @@ TEST_F(StreamPipelineTest, FailedDeliveryRewindsAndReconnectsFromTheCheckpoint) 
   EXPECT_EQ(p.stats().reconnects_by_reason[static_cast<int>(ReconnectReason::kRewind)], 1u);
 }
 
+// After Kafka refused a record, the replay sends one record and waits for its confirmation
+// before the rest: a refusal that persists costs one record per attempt, not a copy of
+// everything behind it.
+TEST_F(StreamPipelineTest, AfterARefusalTheReplayWaitsForItsFirstRecordBeforeTheRest) {
+  Serve([](const ReceivedRequest& req, ServerConnection& c) {
+    if (!OpenStream(c)) return;
+    if (req.index == 0) {
+      c.Send("id: 1\ndata: one\n\n");
+    } else {
+      c.Send("id: 1\ndata: one\n\nid: 2\ndata: two\n\nid: 3\ndata: three\n\n");
+    }
+    c.WaitForPeerClose(kDeadline);
+  });
+  StreamPipeline& p = Start(Config());
+  ASSERT_TRUE(RunUntil([&] { return records() >= 1; }));
+  p.OnDelivery(record(0).sequence(), Report(record(0), false));
+  ASSERT_TRUE(RunUntil([&] { return server_->request_count() >= 2 && records() >= 2; }));
+  // The replay's first record is out; two and three wait behind it, reading paused.
+  RunLoopFor(*loop_, milliseconds(50));
+  ASSERT_EQ(records(), 2u);
+  EXPECT_EQ(record(1).value, "one");
+  EXPECT_TRUE(p.waiting_for_kafka());
+  p.OnDelivery(record(1).sequence(), Report(record(1), true));
+  ASSERT_TRUE(RunUntil([&] { return records() >= 4; }));
+  EXPECT_EQ(record(2).value, "two");
+  EXPECT_EQ(record(3).value, "three");
+  p.OnDelivery(record(2).sequence(), Report(record(2), true));
+  p.OnDelivery(record(3).sequence(), Report(record(3), true));
+  EXPECT_EQ(p.checkpoint(), "3");
+}
+
 TEST_F(StreamPipelineTest, BackpressurePausesReadingAndResumeReadingDeliversEverythingOnce) {
   Serve([](const ReceivedRequest&, ServerConnection& c) {
     if (!OpenStream(c)) return;

@@ -205,13 +205,16 @@ CreateOutcome CreateTopic(KafkaClient& client, const StateTopicSettings& setting
   return {RD_KAFKA_RESP_ERR__BAD_MSG, "the CreateTopics result does not name the topic"};
 }
 
-// Adds a warning unless the topic's cleanup.policy contains "compact".
-void CheckCompaction(KafkaClient& client, const std::string& topic, int32_t broker, const Deadline& deadline,
-                     std::vector<std::string>* warnings) {
+// An error when the topic's cleanup.policy is known and does not contain "compact": with
+// retention the checkpoints of quiet streams would be deleted (a restart then replays or skips
+// them), without it the topic grows forever and every start reads it all. A policy that cannot
+// be read (no DescribeConfigs, not authorized) is a warning: the topic may well be right.
+std::optional<std::string> CheckCompaction(KafkaClient& client, const std::string& topic, int32_t broker,
+                                           const Deadline& deadline, std::vector<std::string>* warnings) {
   const std::string cannot_check = "could not check the cleanup.policy of state topic " + topic + ": ";
   if (deadline.Passed()) {
     warnings->push_back(cannot_check + "out of time");
-    return;
+    return std::nullopt;
   }
   std::array<char, 512> errstr{};
   AdminOptionsPtr options(rd_kafka_AdminOptions_new(client.rk(), RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS),
@@ -230,11 +233,11 @@ void CheckCompaction(KafkaClient& client, const std::string& topic, int32_t brok
   EventPtr event = WaitForAdminResult(queue.get(), deadline);
   if (event == nullptr) {
     warnings->push_back(cannot_check + "no answer to DescribeConfigs");
-    return;
+    return std::nullopt;
   }
   if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     warnings->push_back(cannot_check + rd_kafka_event_error_string(event.get()));
-    return;
+    return std::nullopt;
   }
   size_t resource_count = 0;
   const rd_kafka_ConfigResource_t** described =
@@ -245,7 +248,7 @@ void CheckCompaction(KafkaClient& client, const std::string& topic, int32_t brok
       const char* text = rd_kafka_ConfigResource_error_string(described[r]);
       warnings->push_back(cannot_check +
                           (text != nullptr ? text : rd_kafka_err2str(rd_kafka_ConfigResource_error(described[r]))));
-      return;
+      return std::nullopt;
     }
     size_t config_count = 0;
     const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(described[r], &config_count);
@@ -253,27 +256,34 @@ void CheckCompaction(KafkaClient& client, const std::string& topic, int32_t brok
       if (std::strcmp(rd_kafka_ConfigEntry_name(configs[c]), "cleanup.policy") != 0) continue;
       const char* value = rd_kafka_ConfigEntry_value(configs[c]);
       const std::string policy = value != nullptr ? value : "";
-      if (policy.find("compact") == std::string::npos) {
-        warnings->push_back("state topic " + topic + " has cleanup.policy=" + policy +
-                            ", not compact: retention may delete the checkpoints of streams that see no events");
-      }
-      return;
+      if (policy.find("compact") != std::string::npos) return std::nullopt;
+      return "state topic " + topic + " has cleanup.policy=" + policy +
+             ", not compact: retention would delete the checkpoints of streams that see no events, and the "
+             "topic would grow without bound; set cleanup.policy=compact on it (kafka-configs --alter "
+             "--entity-type topics --entity-name " + topic + " --add-config cleanup.policy=compact) or set "
+             "another state.topic";
     }
     warnings->push_back(cannot_check + "the broker did not list it");
-    return;
+    return std::nullopt;
   }
   warnings->push_back(cannot_check + "the broker did not describe the topic");
+  return std::nullopt;
 }
 
-// Uses an existing topic: its real partition count wins over the configured one.
-int32_t UseExistingTopic(KafkaClient& client, const StateTopicSettings& settings, const TopicLookup& lookup,
-                         const Deadline& deadline, std::vector<std::string>* warnings) {
+// Uses an existing topic: its real partition count wins over the configured one. nullopt and
+// *error when it is not compacted.
+std::optional<int32_t> UseExistingTopic(KafkaClient& client, const StateTopicSettings& settings,
+                                        const TopicLookup& lookup, const Deadline& deadline,
+                                        std::vector<std::string>* warnings, std::string* error) {
   if (lookup.partitions != settings.partitions) {
     warnings->push_back("state topic " + settings.topic + " has " + std::to_string(lookup.partitions) +
                         " partitions, not the configured " + std::to_string(settings.partitions) + ": using " +
                         std::to_string(lookup.partitions));
   }
-  CheckCompaction(client, settings.topic, lookup.answering_broker, deadline, warnings);
+  if (auto not_compacted = CheckCompaction(client, settings.topic, lookup.answering_broker, deadline, warnings)) {
+    *error = std::move(*not_compacted);
+    return std::nullopt;
+  }
   return lookup.partitions;
 }
 
@@ -531,7 +541,7 @@ std::optional<int32_t> EnsureStateTopic(const StateTopicSettings& settings, std:
 
   std::optional<TopicLookup> lookup = LookUpTopic(*client, settings.topic, false, deadline, error);
   if (!lookup) return std::nullopt;
-  if (lookup->exists) return UseExistingTopic(*client, settings, *lookup, deadline, warnings);
+  if (lookup->exists) return UseExistingTopic(*client, settings, *lookup, deadline, warnings, error);
 
   // Sent to a broker that just answered rather than to the controller: librdkafka 2.0.2 waits
   // for a controller until the timeout, and librdkafka's mock cluster never names one. A
@@ -558,7 +568,7 @@ std::optional<int32_t> EnsureStateTopic(const StateTopicSettings& settings, std:
     // Another instance created it since the lookup.
     lookup = LookUpTopic(*client, settings.topic, true, deadline, error);
     if (!lookup) return std::nullopt;
-    return UseExistingTopic(*client, settings, *lookup, deadline, warnings);
+    return UseExistingTopic(*client, settings, *lookup, deadline, warnings, error);
   }
   if (IsUnansweredRequest(created.error)) {
     *error = "no kafka broker answered the request to create state topic " + settings.topic + ": " + created.message +
@@ -568,7 +578,7 @@ std::optional<int32_t> EnsureStateTopic(const StateTopicSettings& settings, std:
   // Refused (authorization, policy, replication factor): fine if someone else created it.
   std::string recheck_error;
   lookup = LookUpTopic(*client, settings.topic, false, deadline, &recheck_error);
-  if (lookup && lookup->exists) return UseExistingTopic(*client, settings, *lookup, deadline, warnings);
+  if (lookup && lookup->exists) return UseExistingTopic(*client, settings, *lookup, deadline, warnings, error);
   *error = "state topic " + settings.topic +
            " does not exist and cannot be created: " + rd_kafka_err2name(created.error) + ": " + created.message;
   return std::nullopt;

@@ -58,15 +58,15 @@ struct StateTopicSettings {
 // settings.replication_factor and cleanup.policy=compact, waits until the cluster's metadata
 // shows it, and returns its partition count (settings.partitions).
 // When it exists, it is used as it is: returns its real partition count, which wins over
-// settings.partitions (a warning says so when they differ), and adds a warning when its
-// cleanup.policy does not contain "compact", or one saying that the policy could not be checked
-// when DescribeConfigs fails. A broker that refuses to create it (authorization, policy) is no
-// error when it exists.
+// settings.partitions (a warning says so when they differ). A cleanup.policy that does not
+// contain "compact" is an error naming the fix (retention would delete the checkpoints of quiet
+// streams); a policy that cannot be read (DescribeConfigs fails or is not supported) is a
+// warning. A broker that refuses to create it (authorization, policy) is no error when it exists.
 // Warnings are appended to *warnings as one-line messages for the operator.
 //
 // Fails (nullopt, *error set) when no broker answers within `timeout`, when the topic neither
-// exists nor can be created (the broker's reason is in the message), or when librdkafka refuses
-// settings.properties.
+// exists nor can be created (the broker's reason is in the message), when it exists without
+// compaction, or when librdkafka refuses settings.properties.
 //
 // Existence is read from a metadata request for all topics: asking for the one topic would
 // make a broker with auto.create.topics.enable (and librdkafka's mock cluster, always) create it

@@ -768,11 +768,14 @@ TEST_F(StateTopicFakeBrokerTest, ExistingCompactedTopicWithSameCountGivesNoWarni
   EXPECT_TRUE(warnings_.empty()) << warnings_.front();
 }
 
-TEST_F(StateTopicFakeBrokerTest, ExistingTopicThatIsNotCompactedIsUsedWithAWarning) {
+// Retention would delete the checkpoints of quiet streams: a start on such a topic is refused,
+// with the fix in the message.
+TEST_F(StateTopicFakeBrokerTest, ExistingTopicThatIsNotCompactedIsAStartupError) {
   broker_->AddTopic("_sse2kafka_state", {6, "delete"});
-  ASSERT_EQ(EnsureStateTopic(Settings(6), milliseconds(5000), &warnings_, &error_), 6) << error_;
-  ASSERT_EQ(warnings_.size(), 1u);
-  EXPECT_NE(warnings_[0].find("cleanup.policy=delete"), std::string::npos) << warnings_[0];
+  EXPECT_EQ(EnsureStateTopic(Settings(6), milliseconds(5000), &warnings_, &error_), std::nullopt);
+  EXPECT_NE(error_.find("cleanup.policy=delete, not compact"), std::string::npos) << error_;
+  EXPECT_NE(error_.find("--add-config cleanup.policy=compact"), std::string::npos) << error_;
+  EXPECT_TRUE(broker_->create_requests().empty());
 }
 
 TEST_F(StateTopicFakeBrokerTest, FailingDescribeConfigsIsAWarningThatThePolicyWasNotChecked) {
@@ -806,10 +809,10 @@ TEST_F(StateTopicFakeBrokerTest, RefusedBecauseAnotherInstanceCreatedItMeanwhile
 }
 
 TEST_F(StateTopicFakeBrokerTest, AlreadyExistsMeansAnotherInstanceWonTheRace) {
-  broker_->AnswerNextCreate({kTopicAlreadyExists, "exists", FakeAdminBroker::Topic{6, "delete"}});
-  ASSERT_EQ(EnsureStateTopic(Settings(6), milliseconds(5000), &warnings_, &error_), 6) << error_;
+  broker_->AnswerNextCreate({kTopicAlreadyExists, "exists", FakeAdminBroker::Topic{8, "compact"}});
+  ASSERT_EQ(EnsureStateTopic(Settings(6), milliseconds(5000), &warnings_, &error_), 8) << error_;
   ASSERT_EQ(warnings_.size(), 1u);
-  EXPECT_NE(warnings_[0].find("cleanup.policy=delete"), std::string::npos) << warnings_[0];
+  EXPECT_NE(warnings_[0].find("8 partitions"), std::string::npos) << warnings_[0];
 }
 
 TEST_F(StateTopicFakeBrokerTest, NotControllerIsRetriedThroughTheController) {

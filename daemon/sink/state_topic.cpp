@@ -26,6 +26,10 @@ constexpr uint32_t kMurmur2Seed = 0x9747b28c;
 // How long to wait before asking again for metadata of a topic that is still being created.
 constexpr milliseconds kMetadataRetryPause{25};
 
+// One attempt at a partition's start and end offsets, and the pause before the next one.
+constexpr milliseconds kOffsetsAttempt{2000};
+constexpr milliseconds kOffsetsRetryPause{200};
+
 // The temporary reader's fetch wait: an empty fetch is held this long by the broker. librdkafka's
 // default (500 ms) would cost half a second per partition that is already at its end.
 constexpr const char* kReaderFetchWaitMs = "10";
@@ -391,28 +395,56 @@ class CheckpointReader {
  private:
   // Offsets of `partitions` looked up "by timestamp" `logical` (RD_KAFKA_OFFSET_BEGINNING: the
   // log start; RD_KAFKA_OFFSET_END: the end), one ListOffsets request per leader.
+  // The offsets of `partitions` at `logical` (beginning or end). Asked in attempts of at most
+  // kOffsetsAttempt: librdkafka 2.0.2 keeps sending a ListOffsets to a partition's dead leader
+  // instead of learning the new one, so one call bounded by the whole deadline would fail after
+  // it although a new leader serves within seconds (seen on a real 3-node cluster with a node
+  // just killed). Between attempts the topic's metadata is refreshed. A permanent error
+  // (unknown topic, authorization) fails at once.
   PartitionListPtr QueryOffsets(const std::set<int32_t>& partitions, int64_t logical, const char* what,
                                 const Deadline& deadline, std::string* error) {
-    PartitionListPtr offsets(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())),
-                             &rd_kafka_topic_partition_list_destroy);
-    for (int32_t partition : partitions) {
-      rd_kafka_topic_partition_list_add(offsets.get(), topic_name_.c_str(), partition)->offset = logical;
-    }
-    const rd_kafka_resp_err_t result =
-        rd_kafka_offsets_for_times(client_.rk(), offsets.get(), std::max(1, deadline.RemainingMs()));
-    if (result != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      *error = std::string("cannot find where state topic ") + topic_name_ + " " + what + ": " +
-               rd_kafka_err2str(result) + client_.LastErrorSuffix();
-      return PartitionListPtr(nullptr, &rd_kafka_topic_partition_list_destroy);
-    }
-    for (int i = 0; i < offsets->cnt; ++i) {
-      if (offsets->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        *error = "cannot find where partition " + std::to_string(offsets->elems[i].partition) + " of state topic " +
-                 topic_name_ + " " + what + ": " + rd_kafka_err2str(offsets->elems[i].err);
+    std::string problem;
+    while (true) {
+      PartitionListPtr offsets(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())),
+                               &rd_kafka_topic_partition_list_destroy);
+      for (int32_t partition : partitions) {
+        rd_kafka_topic_partition_list_add(offsets.get(), topic_name_.c_str(), partition)->offset = logical;
+      }
+      const int attempt_ms = std::max(1, std::min<int>(deadline.RemainingMs(), kOffsetsAttempt.count()));
+      rd_kafka_resp_err_t result = rd_kafka_offsets_for_times(client_.rk(), offsets.get(), attempt_ms);
+      if (result == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < offsets->cnt && result == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+          result = offsets->elems[i].err;
+          if (result != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            problem = "cannot find where partition " + std::to_string(offsets->elems[i].partition) +
+                      " of state topic " + topic_name_ + " " + what + ": " + rd_kafka_err2str(result);
+          }
+        }
+        if (result == RD_KAFKA_RESP_ERR_NO_ERROR) return offsets;
+      } else {
+        problem = std::string("cannot find where state topic ") + topic_name_ + " " + what + ": " +
+                  rd_kafka_err2str(result) + client_.LastErrorSuffix();
+      }
+      if (IsPermanentReadError(result) || deadline.RemainingMs() <= kOffsetsRetryPause.count()) {
+        *error = problem;
         return PartitionListPtr(nullptr, &rd_kafka_topic_partition_list_destroy);
       }
+      RefreshLeaders(deadline);
+      std::this_thread::sleep_for(kOffsetsRetryPause);
     }
-    return offsets;
+  }
+
+  // Asks for the topic's metadata, so that librdkafka learns leaders that moved.
+  void RefreshLeaders(const Deadline& deadline) {
+    rd_kafka_topic_t* topic = rd_kafka_topic_new(client_.rk(), topic_name_.c_str(), nullptr);
+    if (topic == nullptr) return;
+    const rd_kafka_metadata_t* metadata = nullptr;
+    if (rd_kafka_metadata(client_.rk(), 0, topic, &metadata,
+                          std::max(1, std::min<int>(deadline.RemainingMs(), kOffsetsAttempt.count()))) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(metadata);
+    }
+    rd_kafka_topic_destroy(topic);
   }
 
   void Apply(const rd_kafka_message_t& message) {

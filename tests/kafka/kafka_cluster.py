@@ -63,8 +63,12 @@ class ClusterError(AssertionError):
 
 class KafkaCluster:
     def __init__(self, version: str = "4", brokers: int = 3, auto_create: bool = True,
-                 directory: Optional[Path] = None, start_timeout: float = 150) -> None:
+                 directory: Optional[Path] = None, start_timeout: float = 150,
+                 release: Optional[str] = None) -> None:
+        """version: "3.9" or "4" (the pom's pinned release of that line); release: another
+        release of the line (e.g. "4.0.0"), for comparisons."""
         self.version = version
+        self.release = release
         self.brokers = brokers
         self.auto_create = auto_create
         self.start_timeout = start_timeout
@@ -95,6 +99,7 @@ class KafkaCluster:
         done = self._script("start", "--version", self.version, "--brokers", str(self.brokers),
                             "--auto-create", "true" if self.auto_create else "false",
                             "--owner-pid", str(os.getpid()), "--timeout", str(int(self.start_timeout)),
+                            *(["--release", self.release] if self.release else []),
                             timeout=self.start_timeout + 300)  # + the first mvn fetch
         self._running = True
         lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -351,15 +356,21 @@ class KafkaCluster:
         for name in topics:
             self.wait_in_sync(name)
 
-    def _config_command(self) -> str:
-        # ConfigCommand moved from core (Scala) to the tools module in 4.0.
-        return "kafka.admin.ConfigCommand" if self.version.startswith("3") else "org.apache.kafka.tools.ConfigCommand"
+    def _configs(self, *args: str) -> str:
+        """ConfigCommand ARGS. The class moved from core (kafka.admin, Scala) to the tools module
+        during the 4.x line (4.0.0 still has the core one): the first that exists is used."""
+        for java_class in ("org.apache.kafka.tools.ConfigCommand", "kafka.admin.ConfigCommand"):
+            try:
+                return self.cli(java_class, "--bootstrap-server", self.bootstrap, *args)
+            except ClusterError as exc:
+                if "ClassNotFoundException: %s" % java_class not in str(exc):
+                    raise
+        raise ClusterError("no ConfigCommand class in the Kafka %s jars" % self.kafka_version)
 
     def describe_topic_configs(self, name: str) -> dict:
         """{config name: value} of every config of the topic (defaults included), from
         ConfigCommand --describe --all."""
-        out = self.cli(self._config_command(), "--bootstrap-server", self.bootstrap, "--describe",
-                       "--entity-type", "topics", "--entity-name", name, "--all")
+        out = self._configs("--describe", "--entity-type", "topics", "--entity-name", name, "--all")
         configs = {}
         for line in out.splitlines():
             match = re.match(r"^\s+([a-z0-9.\-]+)=(.*?) sensitive=", line)
@@ -370,9 +381,9 @@ class KafkaCluster:
         return configs
 
     def alter_topic_configs(self, name: str, configs: dict) -> None:
-        self.cli(self._config_command(), "--bootstrap-server", self.bootstrap, "--alter",
-                 "--entity-type", "topics", "--entity-name", name,
-                 "--add-config", ",".join("%s=%s" % kv for kv in configs.items()))
+        """Sets topic configs (ConfigCommand --alter --add-config)."""
+        self._configs("--alter", "--entity-type", "topics", "--entity-name", name,
+                      "--add-config", ",".join("%s=%s" % kv for kv in configs.items()))
 
     # ------------------------------------------------------------------------- reading
 

@@ -9,6 +9,8 @@ real brokers with the daemon's default producer settings (idempotent, acks=all).
   duplicate); after kill -9 the restart resumes at or before it (duplicates allowed, no gap).
 - A topic's max.message.bytes refuses only the event over it (xfail: the daemon takes a refused
   batch for refused records; tests/kafka/README.md).
+- A start with one node just killed reads the state topic and streams (xfail: the offsets lookup
+  retries the dead leader until its 30 s bound; tests/kafka/README.md).
 """
 # ctest-timeout: 900
 
@@ -213,3 +215,40 @@ def test_topic_max_message_bytes_refuses_only_the_event_over_it(healthy_cluster,
     ids = [r.header("sse.id") for r in healthy_cluster.reader().all_records(LIMIT_TOPIC)]
     assert ids == [str(n) for n in range(1, 52) if n != 41], "delivered %s; %d records skipped as too large" % (
         ids, skipped)
+
+
+# ----------------------------------------------------------------------------- a node down at start
+
+START_STATE_TOPIC = "found.state"
+START_TOPIC = "found.start"
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "daemon: the state topic's offsets are looked up with one rd_kafka_offsets_for_times call "
+    "bounded by 30 s; librdkafka 2.0.2 keeps retrying the partition's dead leader instead of the "
+    "new one (elected within ~6 s), so the start blocks 30 s, ignoring SIGTERM, then fails "
+    "(exit 1). Not strict: a start after the leader moved passes. tests/kafka/README.md"))
+def test_start_while_a_state_partition_leader_is_down(healthy_cluster, upstream, start_bridge):
+    """state.backend: kafka, one of three nodes killed a moment before the start: RF 3 and two
+    nodes left must be enough to read the checkpoints and start streaming."""
+    from fleet_support import fleet_config
+    cluster = healthy_cluster
+    cluster.create_topic(START_TOPIC, partitions=1)
+    upstream.route("/start", NumberedRoute(end=None, rate_per_s=50))
+    config = fleet_config(cluster.bootstrap, [{"name": "starter", "url": upstream.url("/start"),
+                                               "reconnect": FAST, "topic": START_TOPIC}],
+                          partitions=3, topic=START_STATE_TOPIC)
+    first = start_bridge(config)
+    cluster.reader().wait_for_records(START_TOPIC, 20, timeout=60, bridge=first)
+    assert first.stop() == 0, first.describe()
+    cluster.wait_in_sync(START_STATE_TOPIC)
+    victim = cluster.leader(START_STATE_TOPIC, 0)
+    cluster.kill_broker(victim)
+    try:
+        second = start_bridge(config)
+        # Leadership moves within broker.session.timeout.ms (6 s); the start may take that long.
+        second.wait_for_log(r"bridge started", timeout=20)
+        upstream.wait_for_requests(2, timeout=20, path="/start")
+    finally:
+        cluster.start_broker(victim)
+        cluster.wait_in_sync(START_STATE_TOPIC)

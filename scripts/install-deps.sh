@@ -20,6 +20,9 @@ test=(
   git libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   python3 python3-pytest python3-h2 curl kcat procps valgrind prometheus
+  # the real Kafka cluster of the real-kafka suite (tests/kafka/cluster.sh): a JRE for the
+  # brokers and Maven, which fetches the Kafka jars into ~/.m2
+  openjdk-17-jre-headless maven
 )
 deploy=(podman runc debootstrap podman-compose)
 

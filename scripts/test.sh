@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and runs every test of sse2kafka.
 #   1. release build: unit tests, end-to-end and reliability tests (ctest)
+#   1b. real-kafka: the real-kafka suites (tests/realkafka) on the release build, against 3-node
+#      Apache Kafka clusters of each version (tests/kafka/cluster.sh; jars from Maven)
 #   2. ASan+UBSan build: the same suites again
 #   3. deploy: the systemd unit (verify, security, sd_notify), the .deb under systemd as PID 1
 #      in a container, and the container image (podman), all for real
 #   4. libFuzzer targets for the parser, the config loader and the JSON writers, on the
 #      corpus kept in tests/fuzz/corpus, for a bounded time each
-# Choose stages with SSE2KAFKA_TEST_STAGES (default: "release deploy asan fuzz"), fuzz time
+# Choose stages with SSE2KAFKA_TEST_STAGES (default: "release real-kafka deploy asan fuzz"), fuzz time
 # per target with SSE2KAFKA_FUZZ_SECONDS (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stages="${SSE2KAFKA_TEST_STAGES:-release deploy asan fuzz}"
+stages="${SSE2KAFKA_TEST_STAGES:-release real-kafka deploy asan fuzz}"
 fuzz_seconds="${SSE2KAFKA_FUZZ_SECONDS:-60}"
 started=$(date +%s)
 
@@ -27,7 +29,7 @@ scripts/install-deps.sh
 run_ctest() {
   local dir="$1"
   (cd "$dir" && ctest --output-on-failure --timeout 900 -L unit -j "${SSE2KAFKA_TEST_JOBS:-2}" &&
-                ctest --output-on-failure --timeout 900 -LE unit -j "${SSE2KAFKA_SCENARIO_JOBS:-4}")
+                ctest --output-on-failure --timeout 900 -LE '^(unit|real-kafka)$' -j "${SSE2KAFKA_SCENARIO_JOBS:-4}")
 }
 
 for s in $stages; do
@@ -39,6 +41,13 @@ for s in $stages; do
       run_ctest build
       stage "benchmark smoke (proves each scenario runs and lands its records; no timing asserted)"
       bench/run.sh --smoke --build-dir build
+      ;;
+    real-kafka)
+      # Uses build/ (the release stage's binary and tools). One file at a time: each starts a
+      # 3-node cluster (three JVMs) per Kafka version, which is all two cores take.
+      [ -x build/sse2kafka ] || { echo "the real-kafka stage needs the release build (build/sse2kafka)" >&2; exit 1; }
+      stage "real-kafka: the bridge against Apache Kafka ${SSE2KAFKA_KAFKA_VERSIONS:-3.9 4} clusters"
+      (cd build && ctest --output-on-failure --timeout 1200 -L '^real-kafka$' -j 1)
       ;;
     deploy)
       # Uses build/ (the release stage's tree and its CPack config).

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   ops::SetupLogging(json ? ops::LogFormat::kJson : ops::LogFormat::kText,
                     log_level.empty() ? config.log.level : log_level);
   ops::Log(spdlog::level::info, "", "sse2kafka " SSE2KAFKA_VERSION " starting", {{"config", config_path}});
-  for (const auto& w : loaded.warnings) ops::Log(spdlog::level::warn, "", "config: " + w.ToString());
+  for (const auto& w : loaded.warnings) ops::Log(spdlog::level::warn, "", "config " + w.ToString());
   int rc;
   {
     bridge::Runner runner(std::move(config), config_path, log_level);

@@ -234,7 +234,7 @@ void Runner::Reload() {
     for (const auto& e : loaded.errors) ops::Log(err, "", "reload: " + e.ToString());
     ops::Log(err, "", "reload ignored: the config is invalid; running on as before");
   } else {
-    for (const auto& w : loaded.warnings) ops::Log(warn, "", "reload: " + w.ToString());
+    for (const auto& w : loaded.warnings) ops::Log(warn, "", "reload: config " + w.ToString());
     if (log_level_override_.empty()) ops::SetLogLevel(loaded.config->log.level);
     bridge_->Reload(std::move(*loaded.config));
   }

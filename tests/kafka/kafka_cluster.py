@@ -237,7 +237,8 @@ class KafkaCluster:
 
     def metadata(self, topic: Optional[str] = None, timeout: float = 10) -> dict:
         """kcat -L -J: {"brokers": [...], "topics": [{"topic", "partitions": [{"partition",
-        "leader", "replicas": [{"id"}], "isrs": [{"id"}]}]}]}."""
+        "leader", "replicas": [{"id"}], "isrs": [{"id"}]}]}]}. With `topic`, a broker that
+        auto-creates topics creates a missing one: pass None (all topics) to look one up."""
         cmd = ["kcat", "-L", "-J", "-b", self.bootstrap, "-m", str(int(timeout))]
         if topic:
             cmd += ["-t", topic]
@@ -247,8 +248,10 @@ class KafkaCluster:
         return json.loads(done.stdout)
 
     def partitions(self, topic: str) -> list:
-        """The topic's partitions as kcat lists them ([] when it does not exist)."""
-        for entry in self.metadata(topic).get("topics", []):
+        """The topic's partitions as kcat lists them ([] when it does not exist). Read from the
+        metadata of all topics: asking for the one topic would make a broker with
+        auto.create.topics.enable create it."""
+        for entry in self.metadata().get("topics", []):
             if entry.get("topic") == topic and not entry.get("error"):
                 return sorted(entry.get("partitions", []), key=lambda p: p["partition"])
         return []

@@ -8,8 +8,8 @@ never compacts.
   broker's default through replication_factor: -1) and cleanup.policy=compact, as the broker
   describes it (DescribeConfigs via ConfigCommand) and lists it (metadata: replicas, ISR).
 - An existing state topic with cleanup.policy=delete: the daemon names the problem at start
-  (topic and policy); and it should refuse to start (exit 1, a clear message, no stream
-  opened): the daemon only warns and runs (xfail, strict; see the test's docstring).
+  (topic and policy) and refuses to start (exit 1, a clear message naming the fix, no stream
+  opened, no checkpoint written).
 - Compaction: a state topic created up front so that the log cleaner runs within seconds
   (segment.ms 100, min.cleanable.dirty.ratio 0.01, min.compaction.lag.ms 0,
   delete.retention.ms 100), exactly-once, checkpoints every 100 ms: committed checkpoint
@@ -142,11 +142,6 @@ def test_state_topic_with_delete_policy_is_named_at_start(healthy_cluster, upstr
     assert lines, "nothing said that %s has cleanup.policy=delete\n%s" % (state_topic, bridge.describe(40))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon: a state topic with cleanup.policy=delete is only warned about (README, interface.md "
-    "\"a warning when it is not compacted\"); the bridge runs on it, and retention then deletes the "
-    "checkpoints of quiet streams (a restart replays them from the start or the live edge) while "
-    "the topic grows without bound and every start reads it all"))
 def test_state_topic_with_delete_policy_refuses_to_start(healthy_cluster, upstream, start_bridge):
     """The behaviour the issue asks for: "a clear startup error". A start-up problem exits 1
     with a clear message (interface.md); no stream is opened, no checkpoint written."""

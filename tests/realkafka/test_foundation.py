@@ -7,10 +7,10 @@ real brokers with the daemon's default producer settings (idempotent, acks=all).
   with its key, value and sse.* headers.
 - Resume: after SIGTERM the restart asks for exactly the last delivered ID (no gap, no
   duplicate); after kill -9 the restart resumes at or before it (duplicates allowed, no gap).
-- A topic's max.message.bytes refuses only the event over it (xfail: the daemon takes a refused
-  batch for refused records; tests/kafka/README.md).
-- A start with one node just killed reads the state topic and streams (xfail: the offsets lookup
-  retries the dead leader until its 30 s bound; tests/kafka/README.md).
+- A topic's max.message.bytes refuses only the event over it: the producer's batch.size is capped
+  below it at start (a refused batch used to be taken for refused records; tests/kafka/README.md).
+- A start with one node just killed reads the state topic and streams: the offsets lookup asks
+  in short attempts with fresh metadata (it used to retry the dead leader for 30 s).
 """
 # ctest-timeout: 900
 
@@ -21,7 +21,7 @@ import pytest
 from harness import wait_until
 from sse_upstream import NumberedRoute, Route, hang, send, sse_event
 
-FAST = {"initial_delay": "100ms", "max_delay": "1s"}
+FAST = {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}
 EDITS, OTHER = "found.edits", "found.other"
 ROUTES = {"edit": EDITS, "*": OTHER}
 
@@ -189,10 +189,6 @@ def test_resume_after_sigterm_and_kill9_leaves_no_gap(healthy_cluster, upstream,
 LIMIT_TOPIC = "found.limit"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon: a broker's MSG_SIZE_TOO_LARGE refuses a whole batch (librdkafka 2.0.2 does not split "
-    "it), and the bridge counts every record of the batch as too large: oversize: skip drops events "
-    "far below the topic's max.message.bytes (oversize: fail stalls on them). tests/kafka/README.md"))
 def test_topic_max_message_bytes_refuses_only_the_event_over_it(healthy_cluster, upstream, config_for,
                                                                 start_bridge, state_dir):
     """Events of ~310 bytes on a topic with max.message.bytes=2000 and one event of 5,000 bytes,
@@ -223,11 +219,6 @@ START_STATE_TOPIC = "found.state"
 START_TOPIC = "found.start"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "daemon: the state topic's offsets are looked up with one rd_kafka_offsets_for_times call "
-    "bounded by 30 s; librdkafka 2.0.2 keeps retrying the partition's dead leader instead of the "
-    "new one (elected within ~6 s), so the start blocks 30 s, ignoring SIGTERM, then fails "
-    "(exit 1). Not strict: a start after the leader moved passes. tests/kafka/README.md"))
 def test_start_while_a_state_partition_leader_is_down(healthy_cluster, upstream, start_bridge):
     """state.backend: kafka, one of three nodes killed a moment before the start: RF 3 and two
     nodes left must be enough to read the checkpoints and start streaming."""

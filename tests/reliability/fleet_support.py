@@ -126,7 +126,7 @@ def fleet_config(bootstrap: str, streams: list, *, partitions: int = 6, topic: s
         "kafka": {"brokers": bootstrap, "flush_timeout": "5s", "properties": props},
         "state": state,
         "log": {"level": log_level, "stats_interval": stats_interval},
-        "defaults": {"reconnect": {"initial_delay": "100ms", "max_delay": "1s"}},
+        "defaults": {"reconnect": {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}},
         "streams": streams,
     }
     config["defaults"].update(defaults or {})

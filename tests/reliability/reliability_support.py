@@ -302,7 +302,7 @@ def reliability_config(broker: MockBroker, state_dir: Path, streams: list, *,
     config["kafka"].update(kafka or {})
     config["state"].update({"flush_interval": "50ms"})
     config["state"].update(state or {})
-    config["defaults"] = {"reconnect": {"initial_delay": "100ms", "max_delay": "1s"}}
+    config["defaults"] = {"reconnect": {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}}
     config["defaults"].update(defaults or {})
     return config
 

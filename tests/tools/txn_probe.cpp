@@ -1,4 +1,4 @@
-// txn_probe: a scripted Kafka producer for the transaction tests (tests/e2e/test_txn_proxy.py).
+// txn_probe: a scripted Kafka producer, for tests that drive a Kafka transaction step by step.
 //
 // Usage: txn_probe --brokers B --topic T [--transactional-id ID] [--partition N] [--timeout-ms MS]
 //                  [-X name=value ...] STEP...

@@ -1,7 +1,7 @@
 """Shared pieces of the real-Kafka fleet suites (test_fleet_exactly_once.py,
 test_fleet_state_topic.py, test_fleet_cluster.py): the fleet scenarios of tests/reliability and
 tests/e2e/test_fleet_state.py, run against a real 3-node cluster (tests/kafka) instead of the
-mock broker and tests/tools/kafka_txn_proxy.py.
+mock broker.
 
 - committed_and_raw(): a fresh read of the topics read_committed and read_uncommitted, as
   GapChecker reports against the expected IDs, plus the raw record counts (what a

@@ -1,8 +1,8 @@
 """Fleet, `delivery: exactly-once`, against the real transaction coordinator of a 3-node Apache
-Kafka cluster (each version of SSE2KAFKA_KAFKA_VERSIONS): what tests/reliability/
-test_fleet_exactly_once.py proves through tests/tools/kafka_txn_proxy.py in front of the mock
-broker, proven where the broker itself fences producers, writes transaction markers and hides
-aborted records from read_committed consumers. No proxy, no mock.
+Kafka cluster (each version of SSE2KAFKA_KAFKA_VERSIONS), where the broker itself fences
+producers, writes transaction markers and hides aborted records from read_committed consumers
+(librdkafka's mock cluster does none of that; tests/reliability/test_fleet_exactly_once.py keeps
+only what the mock can show: injected errors, aborts and rewinds).
 
 - kill -9 five times while transactions are open (a random moment past each run's first
   commits, seeded), restart each time: the new producer of every state partition

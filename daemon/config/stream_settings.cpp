@@ -51,8 +51,22 @@ void Upsert(std::vector<Header>& list, const Header& header, SameName same) {
   }
 }
 
-void EraseHeader(std::vector<Header>& list, std::string_view name) {
-  std::erase_if(list, [&](const Header& h) { return SameHeaderName(h.first, name); });
+// Merges a layer's values (`headers`, `query`) and values read from files (`*_from_files`)
+// into a stream's: a name set in one of them replaces it in both.
+template <typename SameName>
+void MergeValuesAndFiles(const std::vector<Header>& values, const std::vector<Header>& files,
+                         std::vector<Header>& stream_values, std::vector<Header>& stream_files, SameName same) {
+  const auto erase = [&](std::vector<Header>& list, std::string_view name) {
+    std::erase_if(list, [&](const Header& h) { return same(h.first, name); });
+  };
+  for (const Header& entry : values) {
+    erase(stream_files, entry.first);
+    Upsert(stream_values, entry, same);
+  }
+  for (const Header& entry : files) {
+    erase(stream_values, entry.first);
+    Upsert(stream_files, entry, same);
+  }
 }
 
 // Reads `headers` or `headers_from_files`: names must be HTTP tokens, unique ignoring case,
@@ -490,27 +504,11 @@ void ApplyStreamSettings(const StreamSettings& layer, StreamConfig& stream) {
     if (value) target = *value;
   };
   set(stream.method, layer.method);
-  for (const Header& header : layer.headers) {
-    EraseHeader(stream.headers_from_files, header.first);
-    Upsert(stream.headers, header, SameHeaderName);
-  }
-  for (const Header& header : layer.headers_from_files) {
-    EraseHeader(stream.headers, header.first);
-    Upsert(stream.headers_from_files, header, SameHeaderName);
-  }
+  MergeValuesAndFiles(layer.headers, layer.headers_from_files, stream.headers, stream.headers_from_files,
+                      SameHeaderName);
   if (layer.body) stream.body = layer.body;
-  const auto same_name = [](std::string_view a, std::string_view b) { return a == b; };
-  const auto erase_name = [](std::vector<Header>& list, std::string_view name) {
-    std::erase_if(list, [&](const Header& q) { return q.first == name; });
-  };
-  for (const Header& parameter : layer.query) {
-    erase_name(stream.query_from_files, parameter.first);
-    Upsert(stream.query, parameter, same_name);
-  }
-  for (const Header& parameter : layer.query_from_files) {
-    erase_name(stream.query, parameter.first);
-    Upsert(stream.query_from_files, parameter, same_name);
-  }
+  MergeValuesAndFiles(layer.query, layer.query_from_files, stream.query, stream.query_from_files,
+                      [](std::string_view a, std::string_view b) { return a == b; });
   for (const std::string& name : layer.secret_query_params) {
     if (std::find(stream.secret_query_params.begin(), stream.secret_query_params.end(), name) ==
         stream.secret_query_params.end()) {

@@ -243,7 +243,9 @@ void Bridge::ReleaseBackpressure() {
     if (!p->RetryBacklog()) return;  // librdkafka's queue is full again
     p->ResumeReading();
   }
-  maybe_waiting_ = false;
+  // The last ResumeReading may have delivered enough to bring backpressure back: then streams
+  // paused meanwhile still wait for the next release.
+  if (!stats_.backpressured) maybe_waiting_ = false;
 }
 
 void Bridge::CollectDrained() {

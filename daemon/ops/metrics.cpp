@@ -254,13 +254,25 @@ std::optional<std::string> KafkaProblem(const MetricsSnapshot& snapshot, std::ch
                                         SteadyTime now) {
   const ProcessMetrics& process = snapshot.process;
   const milliseconds stats_interval = process.kafka_stats_interval;
+  const milliseconds delivery_window =
+      (stats_interval.count() > 0 ? stats_interval : kDeliveryWindowWithoutStatistics) + publish_interval;
+  const bool delivered_lately = snapshot.last_delivery_at && now - *snapshot.last_delivery_at <= delivery_window;
+  // A broker that is up may still refuse every record (NOT_ENOUGH_REPLICAS with the others down,
+  // an ACL): records waiting with none confirmed for a whole window since the last delivery is a
+  // problem whatever the brokers' state. (Before the first delivery there is no such moment.)
+  if (process.in_flight_events > 0 && snapshot.last_delivery_at && !delivered_lately) {
+    std::string brokers;
+    if (process.kafka_stats) {
+      brokers = fmt::format(" ({} of {} brokers up)", process.kafka_stats->brokers_up, process.kafka_stats->brokers_total);
+    }
+    return fmt::format("kafka: {} records in flight and none delivered in the last {}{}", process.in_flight_events,
+                       ShowSeconds(delivery_window), brokers);
+  }
   if (process.kafka_stats && stats_interval.count() > 0 && process.kafka_stats->brokers_up > 0 &&
       now - process.kafka_stats->received_at <= 2 * stats_interval) {
     return std::nullopt;
   }
-  const milliseconds delivery_window =
-      (stats_interval.count() > 0 ? stats_interval : kDeliveryWindowWithoutStatistics) + publish_interval;
-  if (snapshot.last_delivery_at && now - *snapshot.last_delivery_at <= delivery_window) return std::nullopt;
+  if (delivered_lately) return std::nullopt;
 
   std::string statistics;
   if (!process.kafka_stats) {

@@ -162,9 +162,11 @@ bool IsHealthy(const MetricsSnapshot* snapshot, std::chrono::milliseconds publis
 
 // /readyz: ready when
 // - the loop is healthy (IsHealthy) and not stopping;
-// - Kafka is reachable: the current producer's statistics, no older than two statistics
-//   intervals, show a broker UP, or some record was delivered within the last statistics
-//   statistics interval plus one publish interval (5 s when statistics are off);
+// - Kafka takes records: once one was delivered, no records are in flight without one delivered
+//   within the last statistics interval plus one publish interval (5 s when statistics are
+//   off), and Kafka is
+//   reachable: the current producer's statistics, no older than two statistics intervals, show
+//   a broker UP, or some record was delivered within that window;
 // - every configured stream is open, stopped on purpose (204, on_end: stop, stop marker), or
 //   on its way to a connect (waiting, awaiting_acks, connecting, failing) with fewer than
 //   kMaxConsecutiveFailuresWhenReady consecutive failures. A closed stream is not ready.

@@ -423,6 +423,22 @@ TEST_F(ReadinessTest, NoBrokerUpAndNoRecentDeliveryIsNotReady) {
   EXPECT_TRUE(Contains(Problems(), "kafka: 0 of 3 brokers up")) << Problems();
 }
 
+// Two of three brokers down: the one left is UP but refuses every acks=all record
+// (NOT_ENOUGH_REPLICAS). Records waiting with none delivered for a window is not ready.
+TEST_F(ReadinessTest, RecordsInFlightWithNoneDeliveredIsNotReadyEvenWithABrokerUp) {
+  snapshot_.process.kafka_stats->brokers_up = 1;
+  snapshot_.process.in_flight_events = 120;
+  snapshot_.last_delivery_at = now_ - seconds(30);
+  EXPECT_FALSE(Evaluate().ready);
+  EXPECT_TRUE(Contains(Problems(), "kafka: 120 records in flight and none delivered in the last")) << Problems();
+  EXPECT_TRUE(Contains(Problems(), "(1 of 3 brokers up)")) << Problems();
+  snapshot_.last_delivery_at = now_ - seconds(1);
+  EXPECT_TRUE(Evaluate().ready) << Problems();
+  snapshot_.last_delivery_at = now_ - seconds(30);
+  snapshot_.process.in_flight_events = 0;  // idle: nothing waits, a broker is up
+  EXPECT_TRUE(Evaluate().ready) << Problems();
+}
+
 TEST_F(ReadinessTest, StaleStatisticsDoNotCount) {
   snapshot_.process.kafka_stats->received_at = now_ - seconds(11);  // more than two 5 s intervals
   EXPECT_FALSE(Evaluate().ready);

@@ -127,7 +127,7 @@ def bridge_faults_config(bootstrap: str, state_dir: Path, streams: list, admin_p
         "state": {"dir": str(state_dir), "flush_interval": "50ms"},
         "log": {"level": "info", "stats_interval": "5s"},
         "admin": {"listen": "127.0.0.1:%d" % admin_port},
-        "defaults": {"reconnect": {"initial_delay": "100ms", "max_delay": "1s"}},
+        "defaults": {"reconnect": {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}},
         "streams": streams,
     }
 

@@ -399,8 +399,8 @@ class CheckpointReader {
   // kOffsetsAttempt: librdkafka 2.0.2 keeps sending a ListOffsets to a partition's dead leader
   // instead of learning the new one, so one call bounded by the whole deadline would fail after
   // it although a new leader serves within seconds (seen on a real 3-node cluster with a node
-  // just killed). Between attempts the topic's metadata is refreshed. A permanent error
-  // (unknown topic, authorization) fails at once.
+  // just killed). Between attempts the topic's metadata is refreshed. An authorization or
+  // authentication error fails at once.
   PartitionListPtr QueryOffsets(const std::set<int32_t>& partitions, int64_t logical, const char* what,
                                 const Deadline& deadline, std::string* error) {
     std::string problem;
@@ -425,7 +425,11 @@ class CheckpointReader {
         problem = std::string("cannot find where state topic ") + topic_name_ + " " + what + ": " +
                   rd_kafka_err2str(result) + client_.LastErrorSuffix();
       }
-      if (IsPermanentReadError(result) || deadline.RemainingMs() <= kOffsetsRetryPause.count()) {
+      // An unknown partition or topic is not final here: the topic exists (EnsureStateTopic), and
+      // a client's metadata of one just created may not show its partitions yet.
+      const bool unknown = result == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                           result == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || result == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+      if ((IsPermanentReadError(result) && !unknown) || deadline.RemainingMs() <= kOffsetsRetryPause.count()) {
         *error = problem;
         return PartitionListPtr(nullptr, &rd_kafka_topic_partition_list_destroy);
       }

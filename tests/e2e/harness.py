@@ -375,6 +375,12 @@ def write_config(directory: Path, config: Union[dict, str], name: str = "sse2kaf
     return path
 
 
+# Reconnects for tests: a 100ms floor below the 500ms default keeps reconnect tests fast; the
+# floor's own tests (test_polite_reconnects.py) use the default. A fresh dict per call.
+def fast_reconnect() -> dict:
+    return {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}
+
+
 def bridge_config(brokers: str, state_dir: Path, streams: list, **sections: Any) -> dict:
     """The usual test config: fast reconnects (a 100ms floor), small linger, a short flush timeout, debug logs.
     Keyword arguments replace or add top-level sections (e.g. defaults={...}, log={...})."""
@@ -382,9 +388,7 @@ def bridge_config(brokers: str, state_dir: Path, streams: list, **sections: Any)
         "kafka": {"brokers": brokers, "flush_timeout": "5s", "properties": {"linger.ms": "5"}},
         "state": {"dir": str(state_dir)},
         "log": {"level": "debug"},
-        # A floor below the 500ms default keeps reconnect tests fast; the floor's own tests
-        # (test_polite_reconnects.py) use the default.
-        "defaults": {"reconnect": {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}},
+        "defaults": {"reconnect": fast_reconnect()},
         "streams": streams,
     }
     config.update(sections)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from harness import Kafka, wait_until  # noqa: E402
 
-__all__ = ["ClusterError", "KafkaCluster", "versions"]
+__all__ = ["ClusterError", "KafkaCluster", "running_cluster", "single_version", "versions"]
 
 # The versions a suite runs on unless SSE2KAFKA_KAFKA_VERSIONS (space separated) says otherwise.
 DEFAULT_VERSIONS = ("3.9", "4")
@@ -55,6 +55,13 @@ def versions() -> list:
     """The Kafka versions to test: $SSE2KAFKA_KAFKA_VERSIONS ("3.9 4" by default)."""
     text = os.environ.get("SSE2KAFKA_KAFKA_VERSIONS", "").strip()
     return text.split() if text else list(DEFAULT_VERSIONS)
+
+
+def single_version() -> str:
+    """The Kafka line for a suite that runs on one version: "4" when SSE2KAFKA_KAFKA_VERSIONS
+    lists it (the default does), else the first version listed."""
+    chosen = versions()
+    return "4" if "4" in chosen else chosen[0]
 
 
 class ClusterError(AssertionError):
@@ -398,3 +405,17 @@ class KafkaCluster:
         """Runs kcat -b <bootstrap> ARGS (librdkafka's client, e.g. -G for a group consumer)."""
         return subprocess.run(["kcat", "-b", self.bootstrap] + list(args), capture_output=True, text=True,
                               timeout=timeout, input=input)
+
+
+def running_cluster(version: str, **options):
+    """The body of a module-scoped pytest fixture (a generator): one fresh cluster of `version`
+    (KafkaCluster options, e.g. auto_create=False), stopped at the end also when the module
+    failed."""
+    cluster = KafkaCluster(version=version, **options)
+    try:
+        cluster.start()
+        print("cluster: Kafka %s up in %.1fs at %s" % (cluster.kafka_version, cluster.start_seconds,
+                                                       cluster.bootstrap))
+        yield cluster
+    finally:
+        cluster.stop()

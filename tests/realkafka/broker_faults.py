@@ -16,8 +16,6 @@ RSS; the summary line is reliability_support.summary_line.
 - create_topic_one_leader(): a topic whose partitions all list the same broker first, so that
   one broker leads all of them and its loss stalls the whole topic. Elections pick the first
   live in-sync replica of the list, so they stay together after a failover too.
-- single_version(): the version a one-version suite runs on (4 when SSE2KAFKA_KAFKA_VERSIONS
-  has it); run_cluster(): a module fixture's body around KafkaCluster.
 """
 
 from __future__ import annotations
@@ -34,37 +32,15 @@ from typing import Callable, Iterable, Optional
 import pytest
 
 from gap_check import Expected
-from harness import wait_until
-from kafka_cluster import ClusterError, KafkaCluster, versions
+from harness import fast_reconnect, wait_until
+from kafka_cluster import ClusterError, KafkaCluster
 from sse_upstream import NumberedRoute, SSEUpstream
 
 __all__ = ["AdminSampler", "Feeds", "Sample", "bridge_faults_config", "create_topic_one_leader",
-           "feeds", "http_get", "partition_leaders", "run_cluster", "single_version", "Timeline"]
+           "feeds", "http_get", "partition_leaders", "Timeline"]
 
 
 # ----------------------------------------------------------------------------- the cluster
-
-def single_version() -> str:
-    """The Kafka line for a suite that runs on one version: "4" when SSE2KAFKA_KAFKA_VERSIONS
-    lists it (the default does), else the first version listed."""
-    chosen = versions()
-    return "4" if "4" in chosen else chosen[0]
-
-
-def run_cluster(version: str):
-    """The body of a module-scoped `cluster` fixture (a generator): one fresh 3-node cluster,
-    stopped at the end also when the module failed. A test module that defines `cluster` this
-    way overrides the conftest's (parametrised over every version); conftest's healthy_cluster
-    then uses it."""
-    kafka_cluster = KafkaCluster(version=version)
-    try:
-        kafka_cluster.start()
-        print("cluster: Kafka %s up in %.1fs at %s" % (kafka_cluster.kafka_version,
-                                                       kafka_cluster.start_seconds, kafka_cluster.bootstrap))
-        yield kafka_cluster
-    finally:
-        kafka_cluster.stop()
-
 
 def partition_leaders(cluster: KafkaCluster, topic: str) -> dict:
     """{partition: leader broker id (-1: none)} as metadata shows it now."""
@@ -127,7 +103,7 @@ def bridge_faults_config(bootstrap: str, state_dir: Path, streams: list, admin_p
         "state": {"dir": str(state_dir), "flush_interval": "50ms"},
         "log": {"level": "info", "stats_interval": "5s"},
         "admin": {"listen": "127.0.0.1:%d" % admin_port},
-        "defaults": {"reconnect": {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}},
+        "defaults": {"reconnect": fast_reconnect()},
         "streams": streams,
     }
 

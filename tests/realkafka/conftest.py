@@ -20,20 +20,13 @@ for _path in (_HERE, _HERE.parent / "e2e", _HERE.parent / "tools", _HERE.parent 
         sys.path.insert(0, str(_path))
 
 from fixtures import *  # noqa: E402,F401,F403  (fixtures and the report hook)
-from kafka_cluster import KafkaCluster, versions  # noqa: E402
+from kafka_cluster import running_cluster, versions  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=versions(), ids=lambda v: "kafka-" + v)
 def cluster(request):
     """A running 3-node Kafka cluster of one version, for the whole test file."""
-    kafka_cluster = KafkaCluster(version=request.param)
-    try:
-        kafka_cluster.start()
-        print("cluster: Kafka %s up in %.1fs at %s" % (kafka_cluster.kafka_version,
-                                                       kafka_cluster.start_seconds, kafka_cluster.bootstrap))
-        yield kafka_cluster
-    finally:
-        kafka_cluster.stop()
+    yield from running_cluster(request.param)
 
 
 @pytest.fixture

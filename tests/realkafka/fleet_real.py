@@ -11,7 +11,6 @@ mock broker.
   instance and the connection that carried it).
 - resume_times(): when each stream's first request of another instance arrived.
 - summary(): the one result line each scenario prints ("REAL-KAFKA ..."), collected at the end.
-- one_version(): a single version for the suites that run on one ("4" when it is selected).
 """
 
 from __future__ import annotations
@@ -28,12 +27,6 @@ SUMMARY_PREFIX = "REAL-KAFKA "
 def summary(line: str) -> None:
     """Prints a scenario's result line (pytest -s, or the captured output of a failed test)."""
     print(SUMMARY_PREFIX + line, flush=True)
-
-
-def one_version(available: Iterable[str]) -> str:
-    """The version a one-version suite runs on: "4" when selected, else the first selected."""
-    available = list(available)
-    return "4" if "4" in available else available[0]
 
 
 class Reads:

@@ -44,10 +44,11 @@ import time
 import pytest
 
 from broker_faults import (AdminSampler, Timeline, bridge_faults_config, create_topic_one_leader, feeds,  # noqa: F401
-                           partition_isrs, partition_leaders, read_stalls, ready_text, run_cluster,
-                           single_version, socket_evidence, wait_one_leader)
+                           partition_isrs, partition_leaders, read_stalls, ready_text,
+                           socket_evidence, wait_one_leader)
 from fleet_support import free_port
 from harness import wait_until
+from kafka_cluster import running_cluster, single_version
 from reliability_support import (MemoryWatch, RecordTail, fault_text, mib, observe_for, read_checkpoints, scaled,
                                  seconds, summary_line, wait_for_delivery)
 
@@ -68,7 +69,7 @@ STALL_LIMIT_S = 120
 
 @pytest.fixture(scope="module", params=[single_version()], ids=lambda v: "kafka-" + v)
 def cluster(request):
-    yield from run_cluster(request.param)
+    yield from running_cluster(request.param)
 
 
 def restore(cluster):

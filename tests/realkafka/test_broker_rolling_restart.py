@@ -19,7 +19,8 @@ import time
 import pytest
 
 from broker_faults import (LoadRun, create_topic_one_leader, feeds, longest_delivery_stall,  # noqa: F401
-                           partition_isrs, partition_leaders, run_cluster, single_version)
+                           partition_isrs, partition_leaders)
+from kafka_cluster import running_cluster, single_version
 from reliability_support import fault_text, read_checkpoints, seconds, summary_line
 
 STREAMS = 4
@@ -31,7 +32,7 @@ TOPIC = "rolling.events"
 
 @pytest.fixture(scope="module", params=[single_version()], ids=lambda v: "kafka-" + v)
 def cluster(request):
-    yield from run_cluster(request.param)
+    yield from running_cluster(request.param)
 
 
 def test_rolling_restart_of_every_broker_under_load(healthy_cluster, feeds, processes, tmp_path,  # noqa: F811

@@ -36,11 +36,9 @@ from datetime import datetime, timezone
 import pytest
 
 from fleet_real import Reads, late_records, open_connection_ids, resume_times, stale_connections, summary
-from fleet_support import (ConnectionSampler, TaggedFeeds, checkpoint_regressions, fleet_config, free_port,
-                           log_records, metric_value, newest_checkpoints, owned_partitions, read_state,
-                           scrape_metrics, state_partition)
+from fleet_support import FleetInstances, checkpoint_regressions, log_records, newest_checkpoints, read_state
 from gap_check import Expected
-from harness import wait_until, write_config
+from harness import wait_until
 from reliability_support import observe_for
 
 STREAMS = 300
@@ -55,9 +53,6 @@ RESUME_BOUND = SESSION_TIMEOUT + SESSION_TIMEOUT / 3 + 3.0
 INSTANCES = ["a", "b", "c"]
 
 
-def stream_name(i):
-    return "cl-%03d" % i
-
 
 def log_time(line):
     """The wall-clock time (seconds since the epoch) of a text log line."""
@@ -65,106 +60,22 @@ def log_time(line):
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
-class Fleet:
-    def __init__(self, cluster, upstream, tmp_path, start_bridge, topic, state_topic, group, delivery):
-        self.cluster = cluster
-        self.names = [stream_name(i) for i in range(STREAMS)]
-        self.path_of = {n: "/" + n for n in self.names}
-        self.name_of = {p: n for n, p in self.path_of.items()}
-        self.partition_of = {n: state_partition(n, PARTITIONS) for n in self.names}
-        self.feeds = TaggedFeeds(upstream, self.path_of.values(), RATE)
-        self.topic, self.state_topic = topic, state_topic
-        config = fleet_config(
-            cluster.bootstrap, [{"name": n, "url": upstream.url(self.path_of[n]), "topic": topic} for n in self.names],
-            partitions=PARTITIONS, topic=state_topic, delivery=delivery, group=group,
-            session_timeout="%ds" % SESSION_TIMEOUT,
-            transaction={"interval": "200ms", "max_events": 10000} if delivery == "exactly-once" else None,
-            defaults={"headers": {"X-Instance": "${INSTANCE}"}})
-        config["admin"] = {"listen": "127.0.0.1:${ADMIN_PORT}"}
-        self.config_path = write_config(tmp_path, config, name="cluster.yaml")
-        self.start_bridge = start_bridge
-        self.bridges = {}                # instance -> its current Bridge
-        self.processes = []              # [(instance, Bridge, wall-clock end or None)]
-        self.ends = {}                   # Bridge name -> wall-clock time it was killed
-        self.ports = {}
-        self.sampler = ConnectionSampler(self.feeds)
+class Fleet(FleetInstances):
+    """The shared cluster-mode scenario (fleet_support.FleetInstances) on a real cluster, with
+    the wall-clock moment each killed process ended, for the ownership intervals."""
 
-    def start(self, instance):
-        self.ports[instance] = free_port()
-        bridge = self.start_bridge(self.config_path, env={"INSTANCE": instance,
-                                                          "ADMIN_PORT": str(self.ports[instance])})
-        self.bridges[instance] = bridge
-        self.processes.append((instance, bridge))
-        return bridge
+    def __init__(self, cluster, upstream, tmp_path, start_bridge, topic, state_topic, group, delivery):
+        super().__init__(upstream, tmp_path, start_bridge, cluster.bootstrap, topic, state_topic, streams=STREAMS,
+                         partitions=PARTITIONS, rate=RATE, group=group, session_timeout=SESSION_TIMEOUT,
+                         delivery=delivery, name_format="cl-%03d", stop_timeout=60,
+                         transaction={"interval": "200ms", "max_events": 10000} if delivery == "exactly-once" else None)
+        self.cluster = cluster
+        self.ends = {}  # Bridge name -> wall-clock time it was killed
 
     def kill9(self, instance):
         bridge = self.bridges[instance]
         self.ends[bridge.name] = time.time()
         bridge.kill9()
-
-    def describe(self, lines=30):
-        return "\n".join("[instance %s] %s" % (i, b.describe(lines)) for i, b in self.bridges.items())
-
-    def unstable_reason(self, live):
-        for instance in live:
-            self.bridges[instance].assert_running()
-        owned = {i: owned_partitions(self.bridges[i]) for i in live}
-        owner = {}
-        for instance, parts in owned.items():
-            if not parts:
-                return "instance %s owns no partition (logs: %s)" % (instance, owned)
-            for part in parts:
-                if part in owner:
-                    return "partition %d owned by %s and %s" % (part, owner[part], instance)
-                owner[part] = instance
-        if set(owner) != set(range(PARTITIONS)):
-            return "partitions owned by nobody: %s" % sorted(set(range(PARTITIONS)) - set(owner))
-        wrong = []
-        for path, conns in self.feeds.open_by_path().items():
-            name = self.name_of[path]
-            expected = owner[self.partition_of[name]]
-            if len(conns) != 1 or conns[0][1] != expected:
-                wrong.append((name, self.partition_of[name], expected, conns))
-        if wrong:
-            return "%d streams not held by exactly one connection of their owner, e.g. " \
-                   "(stream, partition, owner, [(connection, instance)]): %s" % (len(wrong), wrong[:5])
-        return None
-
-    def wait_stable(self, live, timeout, context):
-        reason = [None]
-
-        def stable():
-            reason[0] = self.unstable_reason(live)
-            return reason[0] is None
-        wait_until(stable, timeout, interval=0.25, message=lambda: "not stable (%s): %s\n%s" % (
-            context, reason[0], self.describe()))
-        return {i: sorted(owned_partitions(self.bridges[i])) for i in live}
-
-    def holders(self):
-        return {p: c[0][1] for p, c in self.feeds.open_by_path().items() if len(c) == 1}
-
-    def metrics_agree(self, live, timeout):
-        seen = {}
-
-        def agree():
-            streams = partitions = 0
-            for instance in live:
-                samples = scrape_metrics(self.ports[instance])
-                seen[instance] = (metric_value(samples, "sse2kafka_owned_streams"),
-                                  metric_value(samples, "sse2kafka_owned_partitions"))
-                streams += seen[instance][0] or 0
-                partitions += seen[instance][1] or 0
-            return streams == STREAMS and partitions == PARTITIONS and all(v[0] for v in seen.values())
-        wait_until(agree, timeout, interval=0.3, message=lambda: "/metrics owned (streams, partitions) per "
-                   "instance: %s, want %d streams and %d partitions in all" % (seen, STREAMS, PARTITIONS))
-
-    def stop_all(self):
-        running = [(i, b) for i, b in self.bridges.items() if b.running()]
-        for _, bridge in running:
-            bridge.signal(signal.SIGTERM)
-        for instance, bridge in running:
-            status = bridge.wait_for_exit(60)
-            assert status == 0, "instance %s did not stop cleanly\n%s" % (instance, bridge.describe(80))
 
     def ownership_overlaps(self):
         """[(stream, (instance, process, start, end), (instance, process, start, end))] where two
@@ -172,7 +83,7 @@ class Fleet:
         "stream released" lines (a killed process's open intervals end at the kill), and the
         number of intervals."""
         intervals = {}
-        for instance, bridge in self.processes:
+        for instance, bridge in self.all_bridges:
             open_since = {}
             lines = bridge.logs().splitlines()
             for message in ("stream acquired", "stream released"):

@@ -25,25 +25,18 @@ import time
 
 import pytest
 
-from fleet_real import Reads, one_version, summary
+from fleet_real import Reads, summary
 from fleet_support import fleet_config, log_records, newest_checkpoints, read_state
 from gap_check import Expected
 from harness import wait_until
-from kafka_cluster import KafkaCluster, versions
+from kafka_cluster import running_cluster, single_version
 from sse_upstream import NumberedRoute
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """One cluster for this file, of one version (overrides the conftest's parametrised one)."""
-    kafka_cluster = KafkaCluster(version=one_version(versions()))
-    try:
-        kafka_cluster.start()
-        print("cluster: Kafka %s up in %.1fs at %s" % (kafka_cluster.kafka_version, kafka_cluster.start_seconds,
-                                                       kafka_cluster.bootstrap))
-        yield kafka_cluster
-    finally:
-        kafka_cluster.stop()
+    yield from running_cluster(single_version())
 
 
 def numbered_streams(upstream, names, topic, rate, end=None):

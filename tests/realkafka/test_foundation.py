@@ -18,10 +18,10 @@ import json
 
 import pytest
 
-from harness import wait_until
+from harness import fast_reconnect, wait_until
 from sse_upstream import NumberedRoute, Route, hang, send, sse_event
 
-FAST = {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}
+FAST = fast_reconnect()
 EDITS, OTHER = "found.edits", "found.other"
 ROUTES = {"edit": EDITS, "*": OTHER}
 

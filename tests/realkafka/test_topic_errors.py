@@ -17,7 +17,7 @@ Kafka version: the newest; what is proven here does not differ between versions)
 import pytest
 
 from harness import wait_until
-from kafka_cluster import KafkaCluster
+from kafka_cluster import running_cluster, single_version
 from reliability_support import read_checkpoints
 from sse_upstream import NumberedRoute, Route, hang, send, sse_event
 
@@ -28,13 +28,13 @@ GOOD = "errs.good"
 @pytest.fixture(scope="module")
 def strict_cluster():
     """A 3-node cluster of the newest version that creates no topic by itself."""
-    cluster = KafkaCluster(version="4", auto_create=False)
+    clusters = running_cluster(single_version(), auto_create=False)
+    cluster = next(clusters)
     try:
-        cluster.start()
         cluster.create_topic(GOOD, partitions=1)
         yield cluster
     finally:
-        cluster.stop()
+        clusters.close()  # stops it
 
 
 def lines_with(bridge, *words):

@@ -15,6 +15,9 @@ folder on sys.path). What it adds to the e2e harness and reliability_support:
 - TaggedFeeds: numbered SSE feeds on many paths whose event data names the instance and the
   connection that carried it ("i=<instance> c=<connection> n=<N>"), with the moment each event
   was written; ConnectionSampler: open connections per path, sampled in a thread.
+- FleetInstances: the instances of one cluster-mode scenario over TaggedFeeds (start, the
+  ownership checks from their logs and the upstream's connections, /metrics, a stop of all);
+  the mock-based and the real-Kafka cluster suites share it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import signal
 import socket
 import struct
 import threading
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from gap_check import GapChecker
-from harness import Bridge, Kafka, Record
+from harness import Bridge, Kafka, Record, fast_reconnect, wait_until, write_config
 from sse_upstream import NumberedRoute, SSEUpstream
 
 STATE_TOPIC = "_sse2kafka_state"
@@ -126,7 +130,7 @@ def fleet_config(bootstrap: str, streams: list, *, partitions: int = 6, topic: s
         "kafka": {"brokers": bootstrap, "flush_timeout": "5s", "properties": props},
         "state": state,
         "log": {"level": log_level, "stats_interval": stats_interval},
-        "defaults": {"reconnect": {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}},
+        "defaults": {"reconnect": fast_reconnect()},
         "streams": streams,
     }
     config["defaults"].update(defaults or {})
@@ -426,3 +430,113 @@ class ConnectionSampler:
         lines = ["%d samples, %d with a path held by two connections" % (self.samples, len(doubles))]
         lines += ["  t=%.3f %s open=%s" % (t, p, c) for t, p, c in doubles[:limit]]
         return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- a cluster of instances
+
+class FleetInstances:
+    """The feeds, the shared config and the instances (by name) of one cluster-mode scenario:
+    `streams` numbered TaggedFeeds (names name_format % i) over `partitions` state partitions, each
+    instance started with INSTANCE (sent as the X-Instance header) and its own admin port."""
+
+    def __init__(self, upstream, tmp_path, start_bridge, bootstrap: str, topic: str, state_topic: str, *,
+                 streams: int, partitions: int, rate: float, group: str, session_timeout: float,
+                 delivery: Optional[str] = None, name_format: str = "fleet-%03d", stop_timeout: float = 40,
+                 **sections) -> None:
+        self.streams, self.partitions, self.stop_timeout = streams, partitions, stop_timeout
+        self.names = [name_format % i for i in range(streams)]
+        self.path_of = {n: "/" + n for n in self.names}
+        self.name_of = {p: n for n, p in self.path_of.items()}
+        self.partition_of = {n: state_partition(n, partitions) for n in self.names}
+        self.feeds = TaggedFeeds(upstream, self.path_of.values(), rate)
+        self.topic, self.state_topic = topic, state_topic
+        config = fleet_config(
+            bootstrap, [{"name": n, "url": upstream.url(self.path_of[n]), "topic": topic} for n in self.names],
+            partitions=partitions, topic=state_topic, delivery=delivery, group=group,
+            session_timeout="%ds" % session_timeout, defaults={"headers": {INSTANCE_HEADER: "${INSTANCE}"}},
+            **sections)
+        config["admin"] = {"listen": "127.0.0.1:${ADMIN_PORT}"}
+        self.config_path = write_config(tmp_path, config, name="fleet.yaml")
+        self.start_bridge = start_bridge
+        self.bridges = {}      # instance -> its current Bridge
+        self.all_bridges = []  # [(instance, Bridge)] of every process started, in order
+        self.ports = {}
+        self.sampler = ConnectionSampler(self.feeds)
+
+    def start(self, instance: str) -> Bridge:
+        self.ports[instance] = free_port()
+        bridge = self.start_bridge(self.config_path, env={"INSTANCE": instance,
+                                                          "ADMIN_PORT": str(self.ports[instance])})
+        self.bridges[instance] = bridge
+        self.all_bridges.append((instance, bridge))
+        return bridge
+
+    def describe(self, lines: int = 40) -> str:
+        return "\n".join("[instance %s] %s" % (i, b.describe(lines)) for i, b in self.bridges.items())
+
+    def unstable_reason(self, live) -> Optional[str]:
+        """None when the instances in `live` own all partitions between them (by their logs),
+        each some, and every stream has exactly one open connection, from its partition's owner."""
+        for instance in live:
+            self.bridges[instance].assert_running()
+        owned = {i: owned_partitions(self.bridges[i]) for i in live}
+        owner = {}
+        for instance, parts in owned.items():
+            if not parts:
+                return "instance %s owns no partition (logs: %s)" % (instance, owned)
+            for part in parts:
+                if part in owner:
+                    return "partition %d owned by %s and %s" % (part, owner[part], instance)
+                owner[part] = instance
+        if set(owner) != set(range(self.partitions)):
+            return "partitions owned by nobody: %s" % sorted(set(range(self.partitions)) - set(owner))
+        wrong = []
+        for path, conns in self.feeds.open_by_path().items():
+            name = self.name_of[path]
+            expected = owner[self.partition_of[name]]
+            if len(conns) != 1 or conns[0][1] != expected:
+                wrong.append((name, self.partition_of[name], expected, conns))
+        if wrong:
+            return "%d streams not held by exactly one connection of their owner, e.g. " \
+                   "(stream, partition, owner, [(connection, instance)]): %s" % (len(wrong), wrong[:5])
+        return None
+
+    def wait_stable(self, live, timeout: float, context: str) -> dict:
+        """Waits until unstable_reason(live) is None; returns {instance: sorted owned partitions}."""
+        reason = [None]
+
+        def stable():
+            reason[0] = self.unstable_reason(live)
+            return reason[0] is None
+        wait_until(stable, timeout, interval=0.2, message=lambda: "not stable (%s): %s\n%s" % (
+            context, reason[0], self.describe()))
+        return {i: sorted(owned_partitions(self.bridges[i])) for i in live}
+
+    def holders(self) -> dict:
+        """{path: instance} of the paths with exactly one open connection."""
+        return {p: c[0][1] for p, c in self.feeds.open_by_path().items() if len(c) == 1}
+
+    def metrics_agree(self, live, timeout: float) -> None:
+        """Waits until the instances' /metrics count all streams and partitions between them."""
+        seen = {}
+
+        def agree():
+            streams = partitions = 0
+            for instance in live:
+                samples = scrape_metrics(self.ports[instance])
+                seen[instance] = (metric_value(samples, "sse2kafka_owned_streams"),
+                                  metric_value(samples, "sse2kafka_owned_partitions"))
+                streams += seen[instance][0] or 0
+                partitions += seen[instance][1] or 0
+            return streams == self.streams and partitions == self.partitions and all(v[0] for v in seen.values())
+        wait_until(agree, timeout, interval=0.3, message=lambda: "/metrics owned (streams, partitions) per instance: "
+                   "%s, want %d streams and %d partitions in all" % (seen, self.streams, self.partitions))
+
+    def stop_all(self) -> None:
+        """SIGTERM to every running instance at once, then each must exit 0."""
+        running = [(i, b) for i, b in self.bridges.items() if b.running()]
+        for _, bridge in running:
+            bridge.signal(signal.SIGTERM)
+        for instance, bridge in running:
+            status = bridge.wait_for_exit(self.stop_timeout)
+            assert status == 0, "instance %s did not stop cleanly\n%s" % (instance, bridge.describe(80))

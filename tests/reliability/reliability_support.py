@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from gap_check import Expected, GapChecker, Report
-from harness import Bridge, Kafka, MockBroker, ProcessRegistry, bridge_config, tool, wait_until
+from harness import Bridge, Kafka, MockBroker, ProcessRegistry, bridge_config, fast_reconnect, tool, wait_until
 
 SANITIZED = os.environ.get("SSE2KAFKA_SANITIZED", "") not in ("", "0")
 TIME_SCALE = 3.0 if SANITIZED else 1.0
@@ -302,7 +302,7 @@ def reliability_config(broker: MockBroker, state_dir: Path, streams: list, *,
     config["kafka"].update(kafka or {})
     config["state"].update({"flush_interval": "50ms"})
     config["state"].update(state or {})
-    config["defaults"] = {"reconnect": {"min_delay": "100ms", "initial_delay": "100ms", "max_delay": "1s"}}
+    config["defaults"] = {"reconnect": fast_reconnect()}
     config["defaults"].update(defaults or {})
     return config
 

@@ -41,12 +41,10 @@ proven against real Apache Kafka in tests/realkafka.)
 import signal
 import time
 
-from fleet_support import (ConnectionSampler, TaggedFeeds, checkpoint_regressions,
-                           fleet_config, free_port, log_records, metric_value, newest_checkpoints,
-                           owned_partitions, parse_tag, read_all_checker, read_state, scrape_metrics,
-                           state_partition)
+from fleet_support import (FleetInstances, checkpoint_regressions, log_records, newest_checkpoints, parse_tag,
+                           read_all_checker, read_state)
 from gap_check import Expected
-from harness import Kafka, wait_until, write_config
+from harness import Kafka, wait_until
 from reliability_support import TIME_SCALE, RecordTail, observe_for, scaled, seconds
 
 STREAMS = scaled(300, 120)
@@ -61,112 +59,14 @@ INSTANCES = ["a", "b", "c"]
 GROUP = "fleet-reliability"
 
 
-def stream_name(i):
-    return "fleet-%03d" % i
 
-
-class Fleet:
+class Fleet(FleetInstances):
     """The upstream feeds, the shared config and the instances (by name) of one test."""
 
     def __init__(self, upstream, tmp_path, start_bridge, bootstrap, topic, state_topic, delivery=None):
-        self.names = [stream_name(i) for i in range(STREAMS)]
-        self.path_of = {n: "/" + n for n in self.names}
-        self.name_of = {p: n for n, p in self.path_of.items()}
-        self.partition_of = {n: state_partition(n, PARTITIONS) for n in self.names}
-        self.feeds = TaggedFeeds(upstream, self.path_of.values(), RATE)
-        self.topic = topic
-        self.state_topic = state_topic
-        config = fleet_config(
-            bootstrap, [{"name": n, "url": upstream.url(self.path_of[n]), "topic": topic} for n in self.names],
-            partitions=PARTITIONS, topic=state_topic, delivery=delivery, group=GROUP,
-            session_timeout="%ds" % SESSION_TIMEOUT,
-            defaults={"headers": {"X-Instance": "${INSTANCE}"}})
-        config["admin"] = {"listen": "127.0.0.1:${ADMIN_PORT}"}
-        self.config_path = write_config(tmp_path, config, name="fleet.yaml")
-        self.start_bridge = start_bridge
-        self.bridges = {}            # instance -> its current Bridge
-        self.all_bridges = []
-        self.ports = {}
-        self.sampler = ConnectionSampler(self.feeds)
-
-    def start(self, instance):
-        self.ports[instance] = free_port()
-        bridge = self.start_bridge(self.config_path, env={"INSTANCE": instance,
-                                                          "ADMIN_PORT": str(self.ports[instance])})
-        self.bridges[instance] = bridge
-        self.all_bridges.append((instance, bridge))
-        return bridge
-
-    def describe(self, lines=40):
-        return "\n".join("[instance %s] %s" % (i, b.describe(lines)) for i, b in self.bridges.items())
-
-    # -- ownership
-
-    def unstable_reason(self, live):
-        """None when the instances in `live` own all partitions between them (by their logs),
-        each some, and every stream has exactly one open connection, from its partition's owner."""
-        for instance in live:
-            self.bridges[instance].assert_running()
-        owned = {i: owned_partitions(self.bridges[i]) for i in live}
-        owner = {}
-        for instance, parts in owned.items():
-            if not parts:
-                return "instance %s owns no partition (logs: %s)" % (instance, owned)
-            for part in parts:
-                if part in owner:
-                    return "partition %d owned by %s and %s" % (part, owner[part], instance)
-                owner[part] = instance
-        if set(owner) != set(range(PARTITIONS)):
-            return "partitions owned by nobody: %s" % sorted(set(range(PARTITIONS)) - set(owner))
-        wrong = []
-        for path, conns in self.feeds.open_by_path().items():
-            name = self.name_of[path]
-            expected = owner[self.partition_of[name]]
-            if len(conns) != 1 or conns[0][1] != expected:
-                wrong.append((name, self.partition_of[name], expected, conns))
-        if wrong:
-            return "%d streams not held by exactly one connection of their owner, e.g. " \
-                   "(stream, partition, owner, [(connection, instance)]): %s" % (len(wrong), wrong[:5])
-        return None
-
-    def wait_stable(self, live, timeout, context):
-        reason = [None]
-
-        def stable():
-            reason[0] = self.unstable_reason(live)
-            return reason[0] is None
-        wait_until(stable, timeout, interval=0.2, message=lambda: "not stable (%s): %s\n%s" % (
-            context, reason[0], self.describe()))
-        return {i: owned_partitions(self.bridges[i]) for i in live}
-
-    def holders(self):
-        """{path: instance} of the paths with exactly one open connection."""
-        return {p: c[0][1] for p, c in self.feeds.open_by_path().items() if len(c) == 1}
-
-    def metrics_agree(self, live, timeout):
-        """Waits until the instances' /metrics count all streams and partitions between them."""
-        seen = {}
-
-        def agree():
-            streams = partitions = 0
-            for instance in live:
-                samples = scrape_metrics(self.ports[instance])
-                seen[instance] = (metric_value(samples, "sse2kafka_owned_streams"),
-                                  metric_value(samples, "sse2kafka_owned_partitions"))
-                streams += seen[instance][0] or 0
-                partitions += seen[instance][1] or 0
-            return streams == STREAMS and partitions == PARTITIONS and all(v[0] for v in seen.values())
-        wait_until(agree, timeout, interval=0.3, message=lambda: "/metrics owned (streams, partitions) per instance: "
-                   "%s, want %d streams and %d partitions in all" % (seen, STREAMS, PARTITIONS))
-
-    def stop_all(self):
-        """SIGTERM to every running instance at once, then each must exit 0."""
-        running = [(i, b) for i, b in self.bridges.items() if b.running()]
-        for _, bridge in running:
-            bridge.signal(signal.SIGTERM)
-        for instance, bridge in running:
-            status = bridge.wait_for_exit(seconds(40))
-            assert status == 0, "instance %s did not stop cleanly\n%s" % (instance, bridge.describe(80))
+        super().__init__(upstream, tmp_path, start_bridge, bootstrap, topic, state_topic, streams=STREAMS,
+                         partitions=PARTITIONS, rate=RATE, group=GROUP, session_timeout=SESSION_TIMEOUT,
+                         delivery=delivery, stop_timeout=seconds(40))
 
 
 def resume_times(fleet, paths, since, exclude):

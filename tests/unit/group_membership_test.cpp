@@ -543,8 +543,8 @@ TEST(GroupMembershipTest, SuspendedMemberTimesOutAndLearnsItIsStale) {
 
   // The check is queued before the child resumes. Which the child serves first, the check or
   // what librdkafka concluded on waking up (the lost revoke), depends on which of its
-  // descriptors the child's loop sees first: both must come, the check must say stale, and the
-  // child must hold nothing afterwards, in either order.
+  // descriptors the child's loop sees first: both must come, the check must not say current,
+  // and the child must hold nothing afterwards, in either order.
   const std::size_t lines_before = child.lines().size();
   child.Send("check");
   child.Signal(SIGCONT);
@@ -558,8 +558,15 @@ TEST(GroupMembershipTest, SuspendedMemberTimesOutAndLearnsItIsStale) {
   const std::size_t check = *child.IndexOf("check ");
   const std::size_t lost = *child.IndexOf("revoked lost");
   ASSERT_GE(check, lines_before);
-  EXPECT_EQ(child.lines()[check], "check stale");
   EXPECT_GE(lost, lines_before) << "the lost revoke came after the resume";
+  if (lost < check) {
+    // Dropped and rejoining already: the coordinator may not answer a check of the old
+    // generation in time. Either way it is not "current", and nothing is held any more.
+    EXPECT_TRUE(child.lines()[check] == "check stale" || child.lines()[check] == "check unknown")
+        << child.lines()[check];
+  } else {
+    EXPECT_EQ(child.lines()[check], "check stale");
+  }
   for (int32_t p : childs) EXPECT_EQ(child.assigned().count(p), 0u) << "child still holds " << p;
   std::printf("[measured] resumed member reported: %s\n", ::testing::PrintToString(child.lines()).c_str());
   child.Stop();

@@ -10,16 +10,18 @@ set -euo pipefail
 
 # runtime: the libraries `ldd build/sse2kafka` names (the container image installs only these)
 runtime=(libcurl4 librdkafka1 libyaml-cpp0.7 libspdlog1.10 libfmt9 libsimdjson14 libcpp-httplib0.11 libsystemd0
-         ca-certificates)
+         libssl3 ca-certificates)
 build=(
   build-essential cmake pkg-config
   libcurl4-openssl-dev librdkafka-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
-  libcli11-dev nlohmann-json3-dev libsimdjson-dev libcpp-httplib-dev
+  libcli11-dev nlohmann-json3-dev libsimdjson-dev libcpp-httplib-dev libssl-dev
 )
 test=(
   git libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   python3 python3-pytest python3-h2 curl kcat procps valgrind prometheus
+  # the certificates of the secured cluster modes (cluster.sh --security)
+  openssl
   # the real Kafka cluster of the real-kafka suite (tests/kafka/cluster.sh): a JRE for the
   # brokers and Maven, which fetches the Kafka jars into ~/.m2
   openjdk-17-jre-headless maven

@@ -8,6 +8,7 @@
 
 #include "bridge/restart_only_settings.h"
 #include "ops/log.h"
+#include "sink/connection_problem.h"
 #include "sink/state_topic.h"
 
 namespace sse2kafka::bridge {
@@ -627,6 +628,11 @@ void Bridge::ReadReadyPartitions() {
   if (partitions.empty() || shutting_down_) return;
   std::string error;
   auto checkpoints = fleet_.read_checkpoints(partitions, &error);
+  if (!checkpoints && sink::IsAuthorizationFailure(error) && fleet_.fail) {
+    // An ACL does not appear by waiting: say which one is missing and stop.
+    fleet_.fail("cannot read checkpoints from the state topic " + config_.state.topic + ": " + error);
+    return;
+  }
   if (!checkpoints) {
     ops::Log(err, "", "cannot read checkpoints from the state topic; retrying in 1s",
              {{"partitions", PartitionList(partitions)}, {"error", error}});
@@ -685,8 +691,15 @@ void Bridge::OnPartitionsRevoked(const std::vector<int32_t>& partitions, bool lo
 }
 
 void Bridge::OnMembershipError(const std::string& error, bool fatal) {
-  ops::Log(fatal ? critical : warn, "", "consumer group error", {{"error", error}});
-  if (fatal && fleet_.fail) fleet_.fail("consumer group: " + error);
+  // Refused by an ACL, the group cannot be joined until someone grants it: fail loudly.
+  const bool refused = sink::IsAuthorizationFailure(error);
+  sink::AclContext acl;
+  acl.topic_operation = "Read";
+  acl.topic = config_.state.topic;
+  acl.group = config_.cluster.group;
+  const std::string explained = sink::ExplainAuthorizationFailure(error, acl);
+  ops::Log(fatal || refused ? critical : warn, "", "consumer group error", {{"error", explained}});
+  if ((fatal || refused) && fleet_.fail) fleet_.fail("consumer group " + config_.cluster.group + ": " + explained);
 }
 
 void Bridge::ReleasePartitions(const std::vector<int32_t>& partitions) {
@@ -844,7 +857,12 @@ void Bridge::OnTransactionAborted(int32_t partition, const std::string& reason) 
   CheckReleases();
 }
 
-void Bridge::OnPartitionFenced(int32_t partition, bool fenced, const std::string& reason) {
+void Bridge::OnPartitionFenced(int32_t partition, bool fenced, const std::string& refusal) {
+  sink::AclContext acl;
+  acl.topic = config_.state.topic;
+  acl.group = config_.cluster.group;
+  acl.transactional_id = TransactionalId(config_, partition);
+  const std::string reason = sink::ExplainAuthorizationFailure(refusal, acl);
   ops::Log(critical, "", fenced ? "partition fenced" : "transactional producer failed",
            {{"partition", static_cast<int64_t>(partition)}, {"error", reason}});
   DropPartitions({partition}, fenced ? "fenced by a newer owner" : "transactional producer failed");
@@ -908,6 +926,11 @@ void Bridge::LeaveGroup() {
 
 std::chrono::milliseconds Bridge::kafka_stats_interval() const {
   return producer_ ? producer_->statistics_interval() : milliseconds(0);
+}
+
+std::string TransactionalId(const config::Config& config, int32_t partition) {
+  return (config.cluster.group.empty() ? std::string("sse2kafka") : config.cluster.group) + "-" +
+         std::to_string(partition);
 }
 
 void Bridge::ForEachStream(const std::function<void(const StreamPipeline&)>& visit) const {

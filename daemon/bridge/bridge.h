@@ -118,6 +118,14 @@ class Bridge final : public PipelineHost,
     return producer_ && producer_->stats() ? &*producer_->stats() : nullptr;
   }
   std::chrono::milliseconds kafka_stats_interval() const;
+  // The producer's connection problem (authentication, TLS, protocol), nullptr when none.
+  const sink::ConnectionProblem* kafka_connection_problem() const {
+    return producer_ && producer_->connection_problem() ? &*producer_->connection_problem() : nullptr;
+  }
+  // The producer's connection errors by cause; nullptr while no producer exists.
+  const std::array<uint64_t, sink::kConnectionCauseCount>* kafka_connection_errors() const {
+    return producer_ ? &producer_->connection_errors() : nullptr;
+  }
   // Calls `visit` for each stream that is configured now (not the ones draining).
   void ForEachStream(const std::function<void(const StreamPipeline&)>& visit) const;
 
@@ -238,5 +246,9 @@ class Bridge final : public PipelineHost,
   bool maybe_waiting_ = false;
   std::size_t closed_pipelines_ = 0;  // closed and not yet drained and removed
 };
+
+// The transactional.id of state partition `partition`'s producer (exactly-once): the cluster
+// group, or "sse2kafka" without one, then "-" and the partition.
+std::string TransactionalId(const config::Config& config, int32_t partition);
 
 }  // namespace sse2kafka::bridge

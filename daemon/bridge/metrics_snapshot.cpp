@@ -61,6 +61,16 @@ ops::MetricsSnapshot TakeMetricsSnapshot(const Bridge& bridge, uint64_t loop_tur
     k.avg_rtt = kafka->avg_rtt;
     p.kafka_stats = k;
   }
+  if (const sink::ConnectionProblem* problem = bridge.kafka_connection_problem()) {
+    p.kafka_connection_problem = problem->message;
+    p.kafka_connection_cause = sink::ConnectionCauseName(problem->cause);
+  }
+  if (const auto* errors = bridge.kafka_connection_errors()) {
+    for (int cause = 0; cause < sink::kConnectionCauseCount; ++cause) {
+      p.kafka_connection_errors.emplace_back(sink::ConnectionCauseName(static_cast<sink::ConnectionCause>(cause)),
+                                             (*errors)[cause]);
+    }
+  }
 
   bridge.ForEachStream([&](const StreamPipeline& pipeline) {
     const StreamStats& s = pipeline.stats();
@@ -79,6 +89,7 @@ ops::MetricsSnapshot TakeMetricsSnapshot(const Bridge& bridge, uint64_t loop_tur
     m.records_produced = s.records_produced;
     m.records_delivered = s.records_delivered;
     m.delivery_errors = s.delivery_errors;
+    m.kafka_refusal = s.kafka_refusal;
     m.filtered = s.filtered;
     m.oversized = s.oversized;
     m.connects = s.connects;

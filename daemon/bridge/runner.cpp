@@ -4,10 +4,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bridge/kafka_client_properties.h"
 #include "bridge/metrics_snapshot.h"
 #include "config/loader.h"
 #include "ops/log.h"
 #include "sink/client_properties.h"
+#include "sink/connection_problem.h"
 #include "sink/group_membership.h"
 #include "sink/kafka_producer.h"
 #include "sink/producer_properties.h"
@@ -83,6 +85,7 @@ int Runner::Run() {
     ops::Log(warn, "", "kafka.brokers: embedded: using an in-memory Kafka cluster for trying out (records are lost at exit)",
              {{"bootstrap_servers", brokers}});
   }
+  if (auto caveat = sink::LibrdkafkaCaveat(KafkaClientProperties(config_.kafka))) ops::Log(warn, "", "kafka: " + *caveat);
   FleetHooks fleet;
   if (config_.state.backend == config::StateBackend::kFile) {
     state::CheckpointStore::Options store_options;
@@ -102,15 +105,14 @@ int Runner::Run() {
 
   sink::ProducerSettings settings;
   settings.bootstrap_servers = brokers;
-  settings.properties = config_.kafka.properties;
+  settings.properties = KafkaClientProperties(config_.kafka);
   settings.max_in_flight_events = config_.kafka.max_in_flight_events;
   settings.max_in_flight_bytes = config_.kafka.max_in_flight_bytes;
   settings.max_batch_bytes = BatchSizeForTopics(brokers);
   if (config_.delivery == config::Delivery::kExactlyOnce) {
-    const std::string prefix = config_.cluster.group.empty() ? "sse2kafka" : config_.cluster.group;
-    fleet.make_transactional_producer = [settings, prefix](int32_t partition, std::string* e) {
+    fleet.make_transactional_producer = [settings, config = config_](int32_t partition, std::string* e) {
       sink::ProducerSettings transactional = settings;
-      transactional.transactional_id = prefix + "-" + std::to_string(partition);
+      transactional.transactional_id = TransactionalId(config, partition);
       return sink::KafkaProducer::Create(transactional, e);
     };
   }
@@ -143,7 +145,7 @@ int Runner::Run() {
 bool Runner::PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::string* error) {
   sink::StateTopicSettings topic;
   topic.bootstrap_servers = brokers;
-  topic.properties = sink::CommonClientProperties(config_.kafka.properties);
+  topic.properties = sink::CommonClientProperties(KafkaClientProperties(config_.kafka));
   topic.topic = config_.state.topic;
   topic.partitions = config_.state.partitions;
   topic.replication_factor = config_.state.replication_factor;
@@ -158,14 +160,25 @@ bool Runner::PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::st
     if (embedded_ && w.find("cleanup.policy") != std::string::npos) continue;
     ops::Log(warn, "", w);
   }
-  if (!partitions) return false;  // the message names the topic
+  if (!partitions) {  // the message names the topic
+    sink::AclContext acl;
+    acl.topic_operation = "Create";
+    acl.topic = topic.topic;
+    *error = sink::ExplainAuthorizationFailure(*error, acl);
+    return false;
+  }
   ops::Log(info, "", "state topic ready",
            {{"topic", topic.topic}, {"partitions", static_cast<int64_t>(*partitions)}});
   fleet->instance = InstanceName();
   fleet->state_partitions = *partitions;
   const bool read_committed = config_.delivery == config::Delivery::kExactlyOnce;
   fleet->read_checkpoints = [topic, read_committed](const std::vector<int32_t>& wanted, std::string* e) {
-    return sink::ReadStateCheckpoints(topic, wanted, read_committed, kStateTopicTimeout, e);
+    auto checkpoints = sink::ReadStateCheckpoints(topic, wanted, read_committed, kStateTopicTimeout, e);
+    sink::AclContext acl;
+    acl.topic_operation = "Read";
+    acl.topic = topic.topic;
+    if (!checkpoints) *e = sink::ExplainAuthorizationFailure(*e, acl);
+    return checkpoints;
   };
   if (!config_.cluster.group.empty()) {
     sink::MembershipSettings membership;
@@ -185,7 +198,7 @@ bool Runner::PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::st
 
 std::optional<std::size_t> Runner::BatchSizeForTopics(const std::string& brokers) {
   std::string error;
-  const auto limits = sink::ReadMaxMessageBytes(brokers, sink::CommonClientProperties(config_.kafka.properties),
+  const auto limits = sink::ReadMaxMessageBytes(brokers, sink::CommonClientProperties(KafkaClientProperties(config_.kafka)),
                                                 config::RoutedTopics(config_.streams), kTopicLimitsTimeout, &error);
   if (!limits) {
     ops::Log(warn, "", "could not read the topics' max.message.bytes; a topic whose limit is below the producer's "

@@ -501,6 +501,7 @@ void StreamPipeline::Produce(const sink::BuiltRecord& record, uint64_t sequence)
       [[fallthrough]];
     case sink::ProduceResult::kRejected:
       ++stats_.delivery_errors;
+      stats_.kafka_refusal = "topic " + std::string(record.topic) + ": " + error;
       LogLimited(err, "Kafka refused a record",
                {{"topic", record.topic}, {"checkpoint", tracker_.checkpoint()}, {"error", error}});
       // Never skip it: replay from the checkpoint instead (after the current chunk). Events
@@ -601,6 +602,7 @@ void StreamPipeline::OnDelivery(uint64_t sequence, const sink::DeliveryReport& r
   if (produced_unreported_ > 0) --produced_unreported_;
   if (tracker_.Pending(sequence)) {
     if (report.ok) {
+      stats_.kafka_refusal.clear();
       ++stats_.records_delivered;
       tracker_.Ack(sequence);
       if (probing_) EndProbe();
@@ -617,6 +619,8 @@ void StreamPipeline::OnDelivery(uint64_t sequence, const sink::DeliveryReport& r
       SkipTooLarge(sequence, report.topic, std::string(report.error_name));
     } else {
       ++stats_.delivery_errors;
+      stats_.kafka_refusal = "topic " + std::string(report.topic) + ": " + std::string(report.error_name) + ": " +
+                             std::string(report.error_text);
       LogLimited(err, "delivery failed",
                {{"topic", report.topic}, {"error", std::string(report.error_name)},
                 {"detail", std::string(report.error_text)}, {"checkpoint", tracker_.checkpoint()}});

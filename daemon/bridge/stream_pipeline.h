@@ -44,6 +44,9 @@ struct StreamStats {
   uint64_t replayed = 0;
   uint64_t key_fallbacks = 0;
   int64_t last_event_unix_ms = 0;
+  // Why Kafka refused the stream's newest failed record ("topic T: NAME: text", e.g.
+  // TOPIC_AUTHORIZATION_FAILED); empty again once one of its records is delivered.
+  std::string kafka_refusal;
 };
 
 enum class StreamState {

@@ -122,7 +122,29 @@ struct StreamConfig {
   bool operator==(const StreamConfig&) const = default;
 };
 
+// How the bridge talks to a secured cluster (`kafka.security`). Absent (protocol unset): the
+// user's kafka.properties alone decide, plaintext by default.
+enum class KafkaProtocol { kPlaintext, kSsl, kSaslPlaintext, kSaslSsl };
+
+struct KafkaSecurity {
+  std::optional<KafkaProtocol> protocol;  // set whenever the block is present
+  std::string mechanism;                  // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL
+  std::string username;
+  std::string password;       // secret: the value itself (read from password_file when that is used)
+  std::string password_file;  // where password came from; empty when written inline or from ${ENV}
+  std::string ca_file;        // PEM CA bundle the brokers' certificates must chain to; empty: system CAs
+  std::string cert_file;      // PEM client certificate (mutual TLS); empty: none
+  std::string key_file;       // PEM private key of cert_file
+  std::string key_password;   // secret: the key's passphrase; empty: the key is not encrypted
+
+  bool operator==(const KafkaSecurity&) const = default;
+};
+
+// "PLAINTEXT", "SSL", "SASL_PLAINTEXT" or "SASL_SSL": librdkafka's and Kafka's spelling.
+const char* KafkaProtocolName(KafkaProtocol protocol);
+
 struct KafkaConfig {
+  KafkaSecurity security;
   std::string brokers;  // bootstrap.servers, or "embedded" for the in-process mock cluster
   Duration flush_timeout{10000};
   std::size_t max_in_flight_events = 100000;

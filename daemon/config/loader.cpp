@@ -13,6 +13,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "config/kafka_security.h"
 #include "config/stream_settings.h"
 #include "config/yaml_document.h"
 #include "config/yaml_reader.h"
@@ -26,7 +27,7 @@ constexpr std::string_view kTopLevelKeys[] = {"kafka",   "state", "delivery", "t
 constexpr std::string_view kTransactionKeys[] = {"interval", "max_events"};
 constexpr std::string_view kClusterKeys[] = {"group", "session_timeout"};
 constexpr std::string_view kKafkaKeys[] = {"brokers", "flush_timeout", "max_in_flight_events",
-                                           "max_in_flight_bytes", "properties"};
+                                           "max_in_flight_bytes", "security", "properties"};
 constexpr std::string_view kStateKeys[] = {"dir",   "flush_interval", "on_corrupt",        "backend",
                                            "topic", "partitions",     "replication_factor"};
 constexpr std::string_view kLogKeys[] = {"level", "format", "stats_interval"};
@@ -105,8 +106,11 @@ std::optional<std::string> UrlProblem(std::string_view url) {
 class ConfigReader {
  public:
   ConfigReader(const std::string& file_name, const EnvLookup& env, const PropertyValidator& validate_property,
-               Diagnostics& diagnostics)
-      : reader_(file_name, env, diagnostics), env_(env), validate_property_(validate_property) {}
+               bool file_is_world_readable, Diagnostics& diagnostics)
+      : reader_(file_name, env, diagnostics),
+        env_(env),
+        validate_property_(validate_property),
+        file_is_world_readable_(file_is_world_readable) {}
 
   Config Read(const YAML::Node& root) {
     Config config;
@@ -185,9 +189,15 @@ class ConfigReader {
           kafka.max_in_flight_events = static_cast<std::size_t>(*events);
       } else if (entry.name == "max_in_flight_bytes") {
         if (auto bytes = reader_.Size(entry, 1, std::size_t{1} << 40)) kafka.max_in_flight_bytes = *bytes;
+      } else if (entry.name == "security") {
+        ReadKafkaSecurity(reader_, entry, file_is_world_readable_, kafka.security);
       } else {
-        ReadProperties(entry, kafka.properties);
+        ReadProperties(entry, kafka.properties, Find(known, "security") != nullptr);
       }
+    }
+    const Field* security = Find(known, "security");
+    if (security && kafka.brokers == "embedded") {
+      reader_.KeyError(*security, "the embedded cluster speaks plaintext only; remove `security` or name real brokers");
     }
   }
 
@@ -201,7 +211,7 @@ class ConfigReader {
     return joined;
   }
 
-  void ReadProperties(const Field& field, std::vector<Header>& properties) {
+  void ReadProperties(const Field& field, std::vector<Header>& properties, bool security_block) {
     std::optional<std::vector<Field>> entries = reader_.Entries(field, /*values_are_secret=*/true);
     if (!entries) return;
     for (const Field& entry : *entries) {
@@ -218,6 +228,11 @@ class ConfigReader {
       }
       if (entry.name == "bootstrap.servers") {
         reader_.KeyError(entry, "set the brokers with `kafka.brokers`, not as a property");
+        continue;
+      }
+      if (security_block && IsSecurityBlockProperty(entry.name)) {
+        reader_.KeyError(entry, "`kafka.security` sets how the bridge authenticates; set it there, not also as a "
+                                "property");
         continue;
       }
       std::optional<std::string> value = reader_.String(entry);
@@ -471,6 +486,7 @@ class ConfigReader {
   YamlReader reader_;
   const EnvLookup& env_;
   const PropertyValidator& validate_property_;
+  const bool file_is_world_readable_;
 };
 
 LoadResult Failed(ConfigError error) {
@@ -507,18 +523,25 @@ EnvLookup ProcessEnvironment() {
   };
 }
 
-LoadResult LoadConfigText(std::string_view yaml_text, const std::string& file_name, const EnvLookup& env,
-                          const PropertyValidator& validate_property) {
+namespace {
+LoadResult LoadText(std::string_view yaml_text, const std::string& file_name, const EnvLookup& env,
+                    const PropertyValidator& validate_property, bool file_is_world_readable) {
   YamlDocument document = ParseYamlDocument(yaml_text, file_name);
   if (document.error) return Failed(std::move(*document.error));
   Diagnostics diagnostics;
-  ConfigReader reader(file_name, env, validate_property, diagnostics);
+  ConfigReader reader(file_name, env, validate_property, file_is_world_readable, diagnostics);
   Config config = reader.Read(document.root);
   LoadResult result;
   result.errors = diagnostics.TakeSorted();
   result.warnings = diagnostics.TakeSortedWarnings();
   if (result.errors.empty()) result.config = std::move(config);
   return result;
+}
+}  // namespace
+
+LoadResult LoadConfigText(std::string_view yaml_text, const std::string& file_name, const EnvLookup& env,
+                          const PropertyValidator& validate_property) {
+  return LoadText(yaml_text, file_name, env, validate_property, /*file_is_world_readable=*/false);
 }
 
 LoadResult LoadConfigFile(const std::string& path, const EnvLookup& env,
@@ -551,7 +574,7 @@ LoadResult LoadConfigFile(const std::string& path, const EnvLookup& env,
   }
   ::close(fd);
   if (!problem.empty()) return Failed({nowhere, "", problem});
-  return LoadConfigText(text, path, env, validate_property);
+  return LoadText(text, path, env, validate_property, (info.st_mode & S_IROTH) != 0);
 }
 
 }  // namespace sse2kafka::config

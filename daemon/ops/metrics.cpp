@@ -142,6 +142,9 @@ constexpr StreamFamily kStreamFamilies[] = {
      [](const StreamMetrics& s) { return static_cast<double>(s.last_event_unix_ms) / 1000.0; }},
     {"sse2kafka_stream_in_flight_events", "gauge", "Events read and not yet acknowledged by Kafka.",
      [](const StreamMetrics& s) { return static_cast<double>(s.in_flight_events); }},
+    {"sse2kafka_stream_kafka_refused", "gauge",
+     "1 while Kafka refuses the stream's records (an ACL, a missing topic, a record too large): see /streams.",
+     [](const StreamMetrics& s) { return s.kafka_refusal.empty() ? 0.0 : 1.0; }},
     {"sse2kafka_stream_paused", "gauge", "1 while the stream waits for Kafka (backpressure or a full producer queue).",
      [](const StreamMetrics& s) { return s.paused ? 1.0 : 0.0; }},
 };
@@ -201,6 +204,18 @@ void RenderProcess(const MetricsSnapshot& snapshot, SteadyTime now, Exposition& 
   out.Single("sse2kafka_fatal_producer_resets_total", "counter",
              "Kafka producers replaced after a fatal error (every stream rewinds).",
              static_cast<double>(process.fatal_producer_resets));
+  if (!process.kafka_connection_errors.empty()) {
+    out.Family("sse2kafka_kafka_connection_errors_total", "counter",
+               "Connection errors of the current producer, by cause (authentication, tls, security_protocol).");
+    for (const auto& [cause, count] : process.kafka_connection_errors) {
+      out.Sample({{"cause", cause}}, static_cast<double>(count));
+    }
+    out.Family("sse2kafka_kafka_connection_problem", "gauge",
+               "1 for the cause that keeps the producer from using the cluster now, 0 for the others.");
+    for (const auto& [cause, count] : process.kafka_connection_errors) {
+      out.Sample({{"cause", cause}}, process.kafka_connection_cause == cause ? 1.0 : 0.0);
+    }
+  }
   if (!process.fleet) return;
   out.Single("sse2kafka_owned_partitions", "gauge", "State partitions this instance owns.",
              static_cast<double>(process.owned_partitions));
@@ -253,6 +268,7 @@ nlohmann::ordered_json UnixMillisJson(int64_t unix_ms) {
 std::optional<std::string> KafkaProblem(const MetricsSnapshot& snapshot, std::chrono::milliseconds publish_interval,
                                         SteadyTime now) {
   const ProcessMetrics& process = snapshot.process;
+  if (!process.kafka_connection_problem.empty()) return "kafka: " + process.kafka_connection_problem;
   const milliseconds stats_interval = process.kafka_stats_interval;
   const milliseconds delivery_window =
       (stats_interval.count() > 0 ? stats_interval : kDeliveryWindowWithoutStatistics) + publish_interval;
@@ -285,6 +301,9 @@ std::optional<std::string> KafkaProblem(const MetricsSnapshot& snapshot, std::ch
 }
 
 std::optional<std::string> StreamProblem(const StreamMetrics& stream) {
+  if (!stream.kafka_refusal.empty() && stream.phase != StreamPhase::kStopped) {
+    return fmt::format("stream {}: Kafka refuses its records: {}", stream.name, stream.kafka_refusal);
+  }
   switch (stream.phase) {
     case StreamPhase::kOpen:
     case StreamPhase::kStopped:
@@ -399,6 +418,8 @@ std::string RenderStreamsJson(const MetricsSnapshot& snapshot) {
         {"last_event_at", UnixMillisJson(stream.last_event_unix_ms)},
         {"in_flight_events", stream.in_flight_events},
         {"paused", stream.paused},
+        {"kafka_refusal", stream.kafka_refusal.empty() ? nlohmann::ordered_json(nullptr)
+                                                       : nlohmann::ordered_json(stream.kafka_refusal)},
         {"counters",
          {
              {"events", stream.events},

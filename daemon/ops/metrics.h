@@ -65,6 +65,9 @@ struct StreamMetrics {
 
   std::size_t in_flight_events = 0;  // handed to Kafka (or waiting to be), not yet acknowledged
   bool paused = false;               // reading withheld by backpressure, or records backlogged
+  // Why Kafka refuses the stream's records ("topic T: TOPIC_AUTHORIZATION_FAILED: ..."); empty
+  // when its newest record was delivered, or none failed.
+  std::string kafka_refusal;
 };
 
 // librdkafka's statistics (sink::ProducerStatsSummary) as of `received_at`.
@@ -101,6 +104,13 @@ struct ProcessMetrics {
   std::chrono::milliseconds kafka_stats_interval{0};
   // The current producer's newest statistics; nullopt before the first report.
   std::optional<KafkaStatsMetrics> kafka_stats;
+  // Why the producer cannot use the cluster (authentication refused, TLS handshake failed,
+  // protocol mismatch): one line naming the cause, no secrets; empty when there is no such
+  // problem. Its cause ("authentication", "tls", "security_protocol") in connection_cause.
+  std::string kafka_connection_problem;
+  std::string kafka_connection_cause;
+  // Connection errors by cause since the current producer was created, every cause listed.
+  std::vector<std::pair<std::string, uint64_t>> kafka_connection_errors;
 };
 
 struct MetricsSnapshot {
@@ -166,10 +176,12 @@ bool IsHealthy(const MetricsSnapshot* snapshot, std::chrono::milliseconds publis
 //   within the last statistics interval plus one publish interval (5 s when statistics are
 //   off), and Kafka is
 //   reachable: the current producer's statistics, no older than two statistics intervals, show
-//   a broker UP, or some record was delivered within that window;
+//   a broker UP, or some record was delivered within that window; and the producer reports no
+//   connection problem (authentication, TLS, security protocol: that line is the problem);
 // - every configured stream is open, stopped on purpose (204, on_end: stop, stop marker), or
 //   on its way to a connect (waiting, awaiting_acks, connecting, failing) with fewer than
-//   kMaxConsecutiveFailuresWhenReady consecutive failures. A closed stream is not ready.
+//   kMaxConsecutiveFailuresWhenReady consecutive failures, and Kafka does not refuse its records
+//   (kafka_refusal). A closed stream is not ready.
 // Otherwise `problems` names each failing part, streams by name.
 Readiness EvaluateReadiness(const MetricsSnapshot* snapshot, std::chrono::milliseconds publish_interval,
                             SteadyTime now);

@@ -2,6 +2,8 @@
 
 #include <librdkafka/rdkafka.h>
 #include <nlohmann/json.hpp>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
@@ -14,6 +16,7 @@
 #include <charconv>
 #include <climits>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -327,6 +330,16 @@ std::unique_ptr<KafkaProducer> KafkaProducer::Create(const ProducerSettings& set
   producer->transactional_ = settings.transactional_id.has_value();
   rd_kafka_conf_set_events(conf, kServedEvents);
   ForwardLogToSpdlog(conf);
+  for (const auto& [name, value] : properties) {
+    if (name == "security.protocol" || name == "sasl.mechanisms" || name == "sasl.mechanism" ||
+        name == "sasl.username" || name == "ssl.ca.location" || name == "ssl.certificate.location" ||
+        name == "ssl.certificate.pem") {
+      producer->connection_properties_.emplace_back(name, name == "ssl.certificate.pem" ? "(inline)" : value);
+    }
+  }
+  rd_kafka_conf_set_opaque(conf, producer.get());
+  // Only to learn what the check found (OpenSSL's verdict stands); fails without TLS support.
+  rd_kafka_conf_set_ssl_cert_verify_cb(conf, &KafkaProducer::CheckCertificate);
 
   std::array<char, 512> errstr{};
   producer->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr.data(), errstr.size());
@@ -662,12 +675,53 @@ void KafkaProducer::ServeDeliveryReports(rd_kafka_event_t* event, DeliveryHandle
     report.too_large = message->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
                        message->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
     report.size = message->len + message->key_len;
+    if (report.ok) ClearConnectionProblem();
     handler.OnDelivery(report);
   }
 }
 
+int KafkaProducer::CheckCertificate(rd_kafka_t* /*rk*/, const char* /*broker_name*/, int32_t /*broker_id*/,
+                                    int* x509_error, int depth, const char* /*der*/, std::size_t /*size*/,
+                                    char* errstr, std::size_t errstr_size, void* opaque) {
+  if (*x509_error == X509_V_OK) return 1;
+  const std::string found = std::string(X509_verify_cert_error_string(*x509_error)) + " (certificate " +
+                            std::to_string(depth) + " of the chain, 0 being the broker's own)";
+  std::snprintf(errstr, errstr_size, "%s", found.c_str());
+  auto* producer = static_cast<KafkaProducer*>(opaque);
+  const std::lock_guard lock(producer->certificate_check_mutex_);
+  producer->certificate_check_ = found;
+  return 0;
+}
+
+void KafkaProducer::NoteConnectionProblem(ConnectionProblem problem) {
+  ++connection_errors_[static_cast<int>(problem.cause)];
+  const bool new_cause = !connection_problem_ || connection_problem_->cause != problem.cause;
+  if (new_cause) spdlog::error("kafka producer {}: {}", rd_kafka_name(rk_), problem.message);
+  else spdlog::debug("kafka producer {}: again: {}", rd_kafka_name(rk_), problem.message);
+  connection_problem_ = std::move(problem);
+}
+
+void KafkaProducer::ClearConnectionProblem() {
+  if (!connection_problem_) return;
+  spdlog::info("kafka producer {}: the cluster is usable again (the {} problem is gone)", rd_kafka_name(rk_),
+               ConnectionCauseName(connection_problem_->cause));
+  connection_problem_.reset();
+  const std::lock_guard lock(certificate_check_mutex_);
+  certificate_check_.clear();
+}
+
 void KafkaProducer::ServeError(rd_kafka_event_t* event) {
   if (!rd_kafka_event_error_is_fatal(event)) {
+    std::string certificate_check;
+    {
+      const std::lock_guard lock(certificate_check_mutex_);
+      certificate_check.swap(certificate_check_);
+    }
+    if (auto problem = ClassifyConnectionError(rd_kafka_event_error(event), rd_kafka_event_error_string(event),
+                                               connection_properties_, certificate_check)) {
+      NoteConnectionProblem(std::move(*problem));
+      return;
+    }
     // Everything else librdkafka recovers from by itself (reconnects, metadata refreshes).
     spdlog::warn("kafka producer {}: {}: {}", rd_kafka_name(rk_), rd_kafka_err2name(rd_kafka_event_error(event)),
                  rd_kafka_event_error_string(event));
@@ -686,6 +740,7 @@ void KafkaProducer::ServeStatistics(rd_kafka_event_t* event) {
   if (auto summary = SummarizeProducerStats(json)) {
     summary->received_at = std::chrono::steady_clock::now();
     stats_ = *summary;
+    if (summary->brokers_up > 0) ClearConnectionProblem();
   } else {
     spdlog::warn("kafka producer {}: statistics report is not a JSON object; ignored", rd_kafka_name(rk_));
   }

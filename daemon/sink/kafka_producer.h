@@ -15,14 +15,17 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <array>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "sink/connection_problem.h"
 #include "sink/producer_properties.h"
 
 struct rd_kafka_s;
@@ -247,6 +250,16 @@ class KafkaProducer {
   // The effective statistics.interval.ms; zero when statistics are off.
   std::chrono::milliseconds statistics_interval() const { return statistics_interval_; }
 
+  // Why the producer cannot use the cluster, when librdkafka said so: authentication refused,
+  // a failed TLS handshake, or a security protocol the listener does not speak (see
+  // ClassifyConnectionError). Logged once as an error when it starts or changes cause; gone
+  // (and logged as such) once a record is delivered or the statistics show a broker up.
+  // nullopt while there is no such problem. librdkafka keeps reconnecting with its backoff
+  // (reconnect.backoff.ms up to reconnect.backoff.max.ms) meanwhile.
+  const std::optional<ConnectionProblem>& connection_problem() const { return connection_problem_; }
+  // Connection errors of each ConnectionCause (by its int value) since Create, repeats included.
+  const std::array<uint64_t, kConnectionCauseCount>& connection_errors() const { return connection_errors_; }
+
   // Drops every record queued or in flight; their reports come from the next Poll or Flush as
   // failures with error _PURGE_QUEUE or _PURGE_INFLIGHT. Used before replacing a producer after
   // a fatal error.
@@ -284,6 +297,19 @@ class KafkaProducer {
   bool fatal_delivered_ = false;
   std::optional<ProducerStatsSummary> stats_;
   std::chrono::milliseconds statistics_interval_{0};
+
+  // librdkafka's certificate check runs on its broker threads; what it found last is read by
+  // ServeError on the loop thread.
+  static int CheckCertificate(rd_kafka_s* rk, const char* broker_name, int32_t broker_id, int* x509_error,
+                              int depth, const char* der, std::size_t size, char* errstr, std::size_t errstr_size,
+                              void* opaque);
+  void NoteConnectionProblem(ConnectionProblem problem);
+  void ClearConnectionProblem();
+  PropertyList connection_properties_;  // the security-related properties, no secret among them
+  std::optional<ConnectionProblem> connection_problem_;
+  std::array<uint64_t, kConnectionCauseCount> connection_errors_{};
+  std::mutex certificate_check_mutex_;
+  std::string certificate_check_;  // guarded by certificate_check_mutex_
 };
 
 }  // namespace sse2kafka::sink

@@ -7,3 +7,9 @@ if(TARGET sse2kafka_bridge)
   target_include_directories(stream_pipeline_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
   target_link_libraries(stream_pipeline_test PRIVATE sse2kafka_bridge Threads::Threads)
 endif()
+
+# kafka.security into the librdkafka properties every client of the bridge starts from.
+if(TARGET sse2kafka_bridge)
+  sse2kafka_unit_test(kafka_client_properties_test ${CMAKE_CURRENT_LIST_DIR}/kafka_client_properties_test.cpp)
+  target_link_libraries(kafka_client_properties_test PRIVATE sse2kafka_bridge)
+endif()

@@ -1186,5 +1186,146 @@ TEST(ConfigQuery, ANameInBothMapsOfOneMappingIsAnErrorThatHidesTheValue) {
   EXPECT_THAT(OnlyError(WithStreamKeys("    query: [s3cret]\n")), ::testing::Not(HasSubstr("s3cret")));
 }
 
+// kafka.security: files are checked where the config names them, secrets never shown.
+class ConfigKafkaSecurity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("sse2kafka-security-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    Write("ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0644);
+    Write("client.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0644);
+    Write("client.key", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n", 0600);
+    Write("password", "pa55word\n", 0600);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& text, int mode) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    std::filesystem::permissions(path, static_cast<std::filesystem::perms>(mode));
+    return path;
+  }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  // A config whose kafka block has `security` as given (2-space indented under kafka).
+  std::string With(const std::string& security) const {
+    return "kafka:\n  brokers: k:9093\n  security:\n" + security + "streams: [{ name: s, url: http://h/, topic: t }]\n";
+  }
+  LoadResult LoadFile(const std::string& text, int mode, const EnvLookup& env = FakeEnv()) {
+    const std::string path = Write("config.yaml", text, mode);
+    return LoadConfigFile(path, env);
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(ConfigKafkaSecurity, ScramOverTlsWithThePasswordFromAFile) {
+  const LoadResult result = Load(With("    mechanism: scram-sha-512\n    username: bridge\n    password_file: " +
+                                      Path("password") + "\n    ca_file: " + Path("ca.pem") + "\n"));
+  ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Messages(result));
+  const KafkaSecurity& s = result.config->kafka.security;
+  EXPECT_EQ(s.protocol, KafkaProtocol::kSaslSsl);  // the default with a mechanism
+  EXPECT_EQ(s.mechanism, "SCRAM-SHA-512");
+  EXPECT_EQ(s.username, "bridge");
+  EXPECT_EQ(s.password, "pa55word");  // one line end dropped
+  EXPECT_EQ(s.password_file, Path("password"));
+  EXPECT_EQ(s.ca_file, Path("ca.pem"));
+  EXPECT_TRUE(result.warnings.empty());
+}
+
+TEST_F(ConfigKafkaSecurity, MutualTlsDefaultsToSsl) {
+  const LoadResult result = Load(With("    ca_file: " + Path("ca.pem") + "\n    cert_file: " + Path("client.pem") +
+                                      "\n    key_file: " + Path("client.key") + "\n"));
+  ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Messages(result));
+  EXPECT_EQ(result.config->kafka.security.protocol, KafkaProtocol::kSsl);
+  EXPECT_EQ(result.config->kafka.security.key_file, Path("client.key"));
+}
+
+TEST_F(ConfigKafkaSecurity, APasswordFromTheEnvironmentIsExpandedAndNeverShown) {
+  const LoadResult result = Load(With("    mechanism: PLAIN\n    username: u\n    password: ${KAFKA_PASSWORD}\n"),
+                                 FakeEnv({{"KAFKA_PASSWORD", "s3cret-value"}}));
+  ASSERT_TRUE(result.ok()) << ::testing::PrintToString(Messages(result));
+  EXPECT_EQ(result.config->kafka.security.password, "s3cret-value");
+  const std::string bad = OnlyError(With("    mechanism: PLAIN\n    username: u\n    password: [s3cret-value]\n"));
+  EXPECT_THAT(bad, ::testing::Not(HasSubstr("s3cret-value")));
+}
+
+TEST_F(ConfigKafkaSecurity, EachMistakeIsReportedAtItsKey) {
+  EXPECT_EQ(OnlyError(With("    mechanism: GSSAPI\n    username: u\n    password: p\n")),
+            "test.yaml:4:16: kafka.security.mechanism: unknown SASL mechanism `GSSAPI`; expected SCRAM-SHA-512, "
+            "SCRAM-SHA-256 or PLAIN (for GSSAPI or OAUTHBEARER set librdkafka's sasl.* properties in "
+            "kafka.properties instead of kafka.security)");
+  EXPECT_THAT(OnlyError(With("    mechanism: PLAIN\n    username: u\n    password_file: " + Path("missing") + "\n")),
+              HasSubstr("kafka.security.password_file: cannot read `" + Path("missing") +
+                        "`: No such file or directory"));
+  EXPECT_THAT(OnlyError(With("    mechanism: PLAIN\n    username: u\n")),
+              HasSubstr("kafka.security.password: a SASL mechanism needs `password` or `password_file`"));
+  EXPECT_THAT(OnlyError(With("    protocol: sasl_ssl\n    username: u\n    password: p\n")),
+              HasSubstr("kafka.security.mechanism: protocol SASL_SSL needs `mechanism`"));
+  EXPECT_THAT(OnlyError(With("    protocol: ssl\n    cert_file: " + Path("client.pem") + "\n")),
+              HasSubstr("kafka.security.key_file: `cert_file` is set but `key_file` is not"));
+  EXPECT_THAT(OnlyError(With("    protocol: plaintext\n    ca_file: " + Path("ca.pem") + "\n")),
+              HasSubstr("kafka.security.ca_file: is a TLS setting, but protocol PLAINTEXT has no TLS"));
+  EXPECT_THAT(OnlyError(With("    protocol: tls\n")),
+              HasSubstr("kafka.security.protocol: expected sasl_ssl, ssl, sasl_plaintext or plaintext, found `tls`"));
+  EXPECT_THAT(OnlyError(With("    ca_file: " + Write("not-pem", "binary", 0644) + "\n")),
+              HasSubstr("holds no PEM block"));
+}
+
+TEST_F(ConfigKafkaSecurity, AnUnreadableKeyIsAnError) {
+  if (geteuid() == 0) {
+    // root reads every file: a directory is unreadable as a key for everyone.
+    std::filesystem::create_directories(Path("key-dir"));
+    EXPECT_THAT(OnlyError(With("    cert_file: " + Path("client.pem") + "\n    key_file: " + Path("key-dir") + "\n")),
+                HasSubstr("kafka.security.key_file: `" + Path("key-dir") + "` is not a regular file"));
+    return;
+  }
+  Write("locked.key", "-----BEGIN PRIVATE KEY-----\n", 0000);
+  EXPECT_THAT(OnlyError(With("    cert_file: " + Path("client.pem") + "\n    key_file: " + Path("locked.key") + "\n")),
+              HasSubstr("Permission denied"));
+}
+
+TEST_F(ConfigKafkaSecurity, AnInlinePasswordInAWorldReadableFileIsAWarning) {
+  const std::string text = With("    mechanism: PLAIN\n    username: u\n    password: written-here\n");
+  const LoadResult readable = LoadFile(text, 0644);
+  ASSERT_TRUE(readable.ok()) << ::testing::PrintToString(Messages(readable));
+  ASSERT_EQ(readable.warnings.size(), 1u);
+  EXPECT_THAT(readable.warnings[0].ToString(), HasSubstr("kafka.security.password: the secret is written in a "
+                                                          "config file every local user can read"));
+  EXPECT_THAT(readable.warnings[0].ToString(), ::testing::Not(HasSubstr("written-here")));
+  EXPECT_TRUE(LoadFile(text, 0600).warnings.empty());
+  // From the environment, the file holds no secret.
+  EXPECT_TRUE(LoadFile(With("    mechanism: PLAIN\n    username: u\n    password: ${P}\n"), 0644,
+                       FakeEnv({{"P", "x"}}))
+                  .warnings.empty());
+}
+
+TEST_F(ConfigKafkaSecurity, TheShippedSecuredConfigsLoadWithTheirFilesInPlace) {
+  const EnvLookup env = FakeEnv({{"KAFKA_CA_FILE", Path("ca.pem")},
+                                 {"KAFKA_PASSWORD_FILE", Path("password")},
+                                 {"KAFKA_CERT_FILE", Path("client.pem")},
+                                 {"KAFKA_KEY_FILE", Path("client.key")}});
+  const LoadResult scram = LoadConfigFile(std::string(SSE2KAFKA_SAMPLE_CONFIG_DIR) + "/secured-scram.yaml", env);
+  ASSERT_TRUE(scram.ok()) << ::testing::PrintToString(Messages(scram));
+  EXPECT_EQ(scram.config->kafka.security.mechanism, "SCRAM-SHA-512");
+  EXPECT_EQ(scram.config->kafka.security.password, "pa55word");
+  const LoadResult mtls = LoadConfigFile(std::string(SSE2KAFKA_SAMPLE_CONFIG_DIR) + "/secured-mtls.yaml", env);
+  ASSERT_TRUE(mtls.ok()) << ::testing::PrintToString(Messages(mtls));
+  EXPECT_EQ(mtls.config->kafka.security.protocol, KafkaProtocol::kSsl);
+  EXPECT_EQ(mtls.config->kafka.security.cert_file, Path("client.pem"));
+}
+
+TEST_F(ConfigKafkaSecurity, PropertiesMayNotSayTheSameAgainButMaySayMore) {
+  EXPECT_THAT(OnlyError("kafka:\n  brokers: k:9093\n  security: { mechanism: PLAIN, username: u, password: p }\n"
+                        "  properties: { sasl.password: other }\nstreams: [{ name: s, url: http://h/, topic: t }]\n"),
+              HasSubstr("kafka.properties.sasl.password: `kafka.security` sets how the bridge authenticates"));
+  const LoadResult more = Load("kafka:\n  brokers: k:9093\n  security: { mechanism: PLAIN, username: u, password: p }\n"
+                               "  properties: { ssl.endpoint.identification.algorithm: none }\n"
+                               "streams: [{ name: s, url: http://h/, topic: t }]\n");
+  EXPECT_TRUE(more.ok()) << ::testing::PrintToString(Messages(more));
+  EXPECT_THAT(OnlyError("kafka:\n  brokers: embedded\n  security: { mechanism: PLAIN, username: u, password: p }\n"
+                        "streams: [{ name: s, url: http://h/, topic: t }]\n"),
+              HasSubstr("the embedded cluster speaks plaintext only"));
+}
+
 }  // namespace
 }  // namespace sse2kafka::config

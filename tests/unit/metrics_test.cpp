@@ -411,6 +411,38 @@ TEST_F(ReadinessTest, StreamWithTooManyConsecutiveFailuresIsNamed) {
   EXPECT_EQ(readiness.problems[0], "stream broken: waiting after 3 consecutive failed connects");
 }
 
+// Brokers answer (UP) but refuse the login: the classified line is the reason, not the brokers.
+TEST_F(ReadinessTest, AConnectionProblemIsTheKafkaReason) {
+  snapshot_.process.kafka_connection_problem = "authentication failed for user bridge with SASL mechanism PLAIN: x";
+  snapshot_.process.kafka_connection_cause = "authentication";
+  EXPECT_FALSE(Evaluate().ready);
+  EXPECT_EQ(Problems(), "kafka: authentication failed for user bridge with SASL mechanism PLAIN: x\n");
+}
+
+TEST_F(ReadinessTest, AStreamWhoseRecordsKafkaRefusesIsNamed) {
+  StreamMetrics refused = Stream("orders", StreamPhase::kWaiting);
+  refused.kafka_refusal = "topic orders: TOPIC_AUTHORIZATION_FAILED: Broker: Topic authorization failed";
+  snapshot_.streams.push_back(refused);
+  EXPECT_FALSE(Evaluate().ready);
+  EXPECT_EQ(Problems(), "stream orders: Kafka refuses its records: topic orders: TOPIC_AUTHORIZATION_FAILED: "
+                        "Broker: Topic authorization failed\n");
+  const nlohmann::json streams = nlohmann::json::parse(RenderStreamsJson(snapshot_));
+  EXPECT_EQ(streams.back()["kafka_refusal"], refused.kafka_refusal);
+  EXPECT_TRUE(streams.front()["kafka_refusal"].is_null());
+  const std::string text = RenderPrometheus(snapshot_, now_);
+  EXPECT_TRUE(Contains(text, "sse2kafka_stream_kafka_refused{stream=\"orders\"} 1")) << text;
+  EXPECT_TRUE(Contains(text, "sse2kafka_stream_kafka_refused{stream=\"wiki\"} 0")) << text;
+}
+
+TEST_F(ReadinessTest, ConnectionErrorsAreCountedByCause) {
+  snapshot_.process.kafka_connection_errors = {{"authentication", 4}, {"tls", 0}, {"security_protocol", 0}};
+  snapshot_.process.kafka_connection_cause = "authentication";
+  const std::string text = RenderPrometheus(snapshot_, now_);
+  EXPECT_TRUE(Contains(text, "sse2kafka_kafka_connection_errors_total{cause=\"authentication\"} 4")) << text;
+  EXPECT_TRUE(Contains(text, "sse2kafka_kafka_connection_problem{cause=\"authentication\"} 1")) << text;
+  EXPECT_TRUE(Contains(text, "sse2kafka_kafka_connection_problem{cause=\"tls\"} 0")) << text;
+}
+
 TEST_F(ReadinessTest, ClosedStreamIsNotReady) {
   snapshot_.streams.push_back(Stream("gone", StreamPhase::kClosed));
   EXPECT_FALSE(Evaluate().ready);

@@ -5,3 +5,7 @@ target_link_libraries(state_topic_test PRIVATE sse2kafka_sink)
 
 sse2kafka_unit_test(client_properties_test ${CMAKE_CURRENT_LIST_DIR}/client_properties_test.cpp)
 target_link_libraries(client_properties_test PRIVATE sse2kafka_sink)
+
+# What a Kafka connection error means for the user (authentication, TLS, protocol mismatch).
+sse2kafka_unit_test(connection_problem_test ${CMAKE_CURRENT_LIST_DIR}/connection_problem_test.cpp)
+target_link_libraries(connection_problem_test PRIVATE sse2kafka_sink)

@@ -5,6 +5,9 @@
 # a time (they mostly wait on paced upstreams and broker round trips), and a scenario that loads
 # both cores itself (hundreds of streams, several instances) would slow the others past their
 # deadlines.
+# A file with a line "# ctest-secured: MODE VERSION [PYTEST ARGS...]" is registered a second time
+# as <label>.<file>.secured: its `cluster` is a secured one (cluster.sh --security MODE) of that
+# one Kafka version, and the pytest args (e.g. -k EXPR) choose what runs there.
 # ctest builds nothing: sse2kafka and the tools (tests/tools) are part of `all`.
 set(SSE2KAFKA_PYTHON /usr/bin/python3 CACHE FILEPATH
     "Python with pytest for the e2e and reliability tests (Debian's, not a pyenv one without pytest)")
@@ -33,6 +36,19 @@ function(sse2kafka_pytest_suite label)
       ENVIRONMENT "SSE2KAFKA_BIN=${bridge};SSE2KAFKA_TOOLS_DIR=${CMAKE_BINARY_DIR}/tests/tools;PYTHONDONTWRITEBYTECODE=1")
     if(serial_line)
       set_tests_properties(${label}.${test_name} PROPERTIES RUN_SERIAL TRUE)
+    endif()
+    file(STRINGS ${test_file} secured_line REGEX "^# ctest-secured: " LIMIT_COUNT 1)
+    if(secured_line)
+      string(REGEX REPLACE "^# ctest-secured: +" "" secured_args "${secured_line}")
+      separate_arguments(secured_args UNIX_COMMAND "${secured_args}")
+      list(POP_FRONT secured_args security version)
+      add_test(NAME ${label}.${test_name}.secured
+               COMMAND ${SSE2KAFKA_PYTHON} -m pytest -q -x -p no:cacheprovider -rA ${test_file} ${secured_args}
+               WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+      set_tests_properties(${label}.${test_name}.secured PROPERTIES
+        LABELS ${label}
+        TIMEOUT ${timeout}
+        ENVIRONMENT "SSE2KAFKA_BIN=${bridge};SSE2KAFKA_TOOLS_DIR=${CMAKE_BINARY_DIR}/tests/tools;PYTHONDONTWRITEBYTECODE=1;SSE2KAFKA_KAFKA_SECURITY=${security};SSE2KAFKA_KAFKA_VERSIONS=${version}")
     endif()
   endforeach()
 endfunction()

@@ -244,14 +244,51 @@ class Record:
         return out
 
 
-class Kafka:
-    """Reads a cluster with kafka_dump (no consumer group; partitions from their beginning)."""
+# Secured real clusters this process runs (kafka_cluster.KafkaCluster with security), by
+# bootstrap list: a config written for one gets the bridge's credentials and ACLs
+# (write_config), and a reader of one logs in as its admin (Kafka, reader_properties), so that
+# a suite written for a plaintext cluster runs unchanged over a secured one.
+SECURED_CLUSTERS: dict = {}
+# Strings no log of a test may hold (passwords, private key lines) of the secured clusters and
+# of what tests hand out; see assert_no_secrets.
+LOG_SECRETS: set = set()
 
-    def __init__(self, bootstrap: str) -> None:
+# Files a test writes on purpose that hold secrets (they are the secrets' source, not logs).
+_SECRET_FILE_SUFFIXES = (".password", ".key", ".pem", ".csr", ".p12", ".yaml")
+
+
+def assert_no_secrets(directory: Path) -> None:
+    """Fails when a file under `directory` (bridge logs, captured output; not the secret,
+    key, certificate and config files themselves) holds one of LOG_SECRETS."""
+    leaks = []
+    for path in Path(directory).rglob("*"):
+        if not path.is_file() or path.suffix in _SECRET_FILE_SUFFIXES:
+            continue
+        text = path.read_text(errors="replace")
+        leaks += ["%s holds a secret starting %r" % (path, secret[:3]) for secret in LOG_SECRETS if secret in text]
+    assert not leaks, "secrets in logs:\n" + "\n".join(leaks)
+
+
+def reader_properties(bootstrap: str) -> dict:
+    """The librdkafka properties a test's reader needs for this cluster ({} unless secured)."""
+    cluster = SECURED_CLUSTERS.get(bootstrap)
+    return cluster.admin_rdkafka_properties() if cluster is not None else {}
+
+
+class Kafka:
+    """Reads a cluster with kafka_dump (no consumer group; partitions from their beginning).
+    `properties`: librdkafka properties for every kafka_dump run (-X name=value), e.g. the
+    security.protocol, SASL and TLS settings of a secured cluster; by default those of
+    reader_properties(bootstrap)."""
+
+    def __init__(self, bootstrap: str, properties: Optional[dict] = None) -> None:
         self.bootstrap = bootstrap
+        self.properties = dict(properties if properties is not None else reader_properties(bootstrap))
 
     def _run(self, args: list, timeout: float) -> list:
         cmd = [str(tool("kafka_dump")), "--brokers", self.bootstrap] + args
+        for name, value in self.properties.items():
+            cmd += ["-X", "%s=%s" % (name, value)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 15)
         if done.returncode != 0:
             raise AssertionError("kafka_dump failed (%d): %s" % (done.returncode, done.stderr))
@@ -371,6 +408,10 @@ def to_yaml(value: Any, indent: int = 0) -> str:
 def write_config(directory: Path, config: Union[dict, str], name: str = "sse2kafka.yaml") -> Path:
     """Writes the config (a dict, written as YAML, or YAML text as is) and returns its path."""
     path = Path(directory) / name
+    if isinstance(config, dict):
+        cluster = SECURED_CLUSTERS.get((config.get("kafka") or {}).get("brokers"))
+        if cluster is not None:
+            config = cluster.secure_config(config)
     path.write_text(to_yaml(config) if isinstance(config, dict) else config, encoding="utf-8")
     return path
 

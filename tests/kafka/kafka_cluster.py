@@ -21,6 +21,15 @@ Contract:
   configs) runs the Kafka CLI classes from the fetched jars (a JVM start, ~2-5 s on 2 cores).
 - Records are read with kafka_dump from the build (harness.Kafka) or, where the test needs a
   group consumer, with kcat.
+- security="sasl_ssl" or "ssl" (cluster.sh start --security): the EXTERNAL listener (the
+  bootstrap list) wants SASL (SCRAM-SHA-512 or PLAIN) over TLS, or a TLS client certificate;
+  ACLs apply (User:bridge gets cluster.sh's default grants; acl() adds more). Every method here
+  authenticates as the super user admin: cli() adds --command-config admin_java_config, kcat()
+  and metadata() add -F with the admin's librdkafka config, reader() passes its properties to
+  kafka_dump. The bridge's credentials: bridge_password_file (user "bridge"), bridge_cert_file
+  and bridge_key_file (CN=bridge), ca_file. librdkafka before 2.6.1 (Debian's 2.0.2) cannot log
+  in with SCRAM to Kafka 4.x (confluentinc/librdkafka#4895): the admin's librdkafka config uses
+  PLAIN there (state()["rdkafka_sasl_mechanism"]).
 Every wait is bounded and fails with what it saw.
 """
 
@@ -43,9 +52,12 @@ REPO = HERE.parents[1]
 CLUSTER_SH = HERE / "cluster.sh"
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
+import harness  # noqa: E402
 from harness import Kafka, wait_until  # noqa: E402
 
 __all__ = ["ClusterError", "KafkaCluster", "running_cluster", "single_version", "versions"]
+
+SECURITY_MODES = ("plaintext", "sasl_ssl", "ssl")
 
 # The versions a suite runs on unless SSE2KAFKA_KAFKA_VERSIONS (space separated) says otherwise.
 DEFAULT_VERSIONS = ("3.9", "4")
@@ -71,10 +83,14 @@ class ClusterError(AssertionError):
 class KafkaCluster:
     def __init__(self, version: str = "4", brokers: int = 3, auto_create: bool = True,
                  directory: Optional[Path] = None, start_timeout: float = 150,
-                 release: Optional[str] = None) -> None:
+                 release: Optional[str] = None, security: str = "plaintext") -> None:
         """version: "3.9" or "4" (the pom's pinned release of that line); release: another
-        release of the line (e.g. "4.0.0"), for comparisons."""
+        release of the line (e.g. "4.0.0"), for comparisons; security: "plaintext" (default),
+        "sasl_ssl" or "ssl" (see cluster.sh)."""
+        if security not in SECURITY_MODES:
+            raise ValueError("security must be one of %s, not %r" % (SECURITY_MODES, security))
         self.version = version
+        self.security = security
         self.release = release
         self.brokers = brokers
         self.auto_create = auto_create
@@ -107,6 +123,7 @@ class KafkaCluster:
                             "--auto-create", "true" if self.auto_create else "false",
                             "--owner-pid", str(os.getpid()), "--timeout", str(int(self.start_timeout)),
                             *(["--release", self.release] if self.release else []),
+                            "--security", self.security,
                             timeout=self.start_timeout + 300)  # + the first mvn fetch
         self._running = True
         lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -114,7 +131,19 @@ class KafkaCluster:
             raise ClusterError("cluster.sh start printed no bootstrap list: %r %s" % (done.stdout, done.stderr))
         self.bootstrap = lines[-1]
         self.start_seconds = time.monotonic() - began
+        if self.secure:
+            harness.SECURED_CLUSTERS[self.bootstrap] = self
+            harness.LOG_SECRETS.update(self._secrets())
         return self
+
+    def _secrets(self) -> set:
+        """The users' passwords and the lines of every private key of the cluster."""
+        found = set()
+        for path in (Path(self.dir) / "secrets").glob("*.password"):
+            found.add(path.read_text())
+        for path in (Path(self.dir) / "tls").glob("*.key"):
+            found.update(line for line in path.read_text().splitlines() if line and not line.startswith("-----"))
+        return {secret for secret in found if len(secret) >= 8}
 
     def stop(self, keep: bool = False) -> None:
         """Stops every node (SIGTERM, SIGKILL after a bound) and removes the cluster dir unless
@@ -122,6 +151,7 @@ class KafkaCluster:
         if not self._running:
             return
         self._running = False
+        harness.SECURED_CLUSTERS.pop(getattr(self, "bootstrap", None), None)
         self._script("stop", *(["--keep"] if keep else []), timeout=120, check=False)
         if self._own_dir and not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -150,6 +180,63 @@ class KafkaCluster:
     def kafka_version(self) -> str:
         """The exact Apache Kafka release (e.g. 4.4.0)."""
         return self.state().get("kafka_version", "?")
+
+    @property
+    def secure(self) -> bool:
+        return self.security != "plaintext"
+
+    def _state_path(self, key: str) -> Optional[Path]:
+        value = self.state().get(key, "") if self.secure else ""
+        return Path(value) if value else None
+
+    @property
+    def ca_file(self) -> Optional[Path]:
+        """The CA certificate (PEM) that signed the brokers' and clients' certificates; None
+        on a plaintext cluster."""
+        return self._state_path("ca_file")
+
+    @property
+    def bridge_password_file(self) -> Optional[Path]:
+        """The password of user "bridge" (SCRAM-SHA-512 and PLAIN), no trailing newline."""
+        return self._state_path("bridge_password_file")
+
+    @property
+    def bridge_cert_file(self) -> Optional[Path]:
+        """The bridge's client certificate (PEM, CN=bridge: principal User:bridge)."""
+        return self._state_path("bridge_cert_file")
+
+    @property
+    def bridge_key_file(self) -> Optional[Path]:
+        """The bridge's private key (PEM, unencrypted)."""
+        return self._state_path("bridge_key_file")
+
+    @property
+    def admin_java_config(self) -> Optional[Path]:
+        """The admin's Java client properties (a CLI's --command-config)."""
+        return self._state_path("admin_java_config")
+
+    def admin_rdkafka_properties(self) -> dict:
+        """The admin's librdkafka properties ({} on a plaintext cluster)."""
+        path = self._state_path("admin_rdkafka_config")
+        if path is None:
+            return {}
+        props = {}
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                props[key.strip()] = value.strip()
+        return props
+
+    def _kcat_auth(self) -> list:
+        path = self._state_path("admin_rdkafka_config")
+        return ["-F", str(path)] if path else []
+
+    def _cli_auth(self, args) -> list:
+        """--command-config <admin's Java config> for a CLI talking to the cluster."""
+        if not self.secure or "--bootstrap-server" not in args or "--command-config" in args:
+            return []
+        return ["--command-config", str(self.admin_java_config)]
 
     @property
     def broker_ids(self) -> list:
@@ -246,7 +333,7 @@ class KafkaCluster:
         """kcat -L -J: {"brokers": [...], "topics": [{"topic", "partitions": [{"partition",
         "leader", "replicas": [{"id"}], "isrs": [{"id"}]}]}]}. With `topic`, a broker that
         auto-creates topics creates a missing one: pass None (all topics) to look one up."""
-        cmd = ["kcat", "-L", "-J", "-b", self.bootstrap, "-m", str(int(timeout))]
+        cmd = ["kcat"] + self._kcat_auth() + ["-L", "-J", "-b", self.bootstrap, "-m", str(int(timeout))]
         if topic:
             cmd += ["-t", topic]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 10)
@@ -321,7 +408,9 @@ class KafkaCluster:
 
     def cli(self, java_class: str, *args: str, timeout: float = 90) -> str:
         """Runs a Kafka CLI class (e.g. org.apache.kafka.tools.TopicCommand) against this cluster
-        and returns its stdout; raises ClusterError when it fails."""
+        and returns its stdout; raises ClusterError when it fails. On a secure cluster, args with
+        --bootstrap-server get --command-config <admin_java_config> (the CLI acts as admin)."""
+        args = tuple(args) + tuple(self._cli_auth(args))
         done = self._script("java", java_class, *args, timeout=timeout, check=False)
         if done.returncode != 0:
             raise ClusterError("%s %s failed (%d):\n%s%s" % (java_class, " ".join(args), done.returncode,
@@ -351,6 +440,7 @@ class KafkaCluster:
                     "--partitions", str(spec.get("partitions", 1)), "--replication-factor", str(rf)]
             for key, value in spec.get("configs", {}).items():
                 args += ["--config", "%s=%s" % (key, value)]
+            args += self._cli_auth(args)
             procs[name] = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         failures = []
         for name, proc in procs.items():
@@ -395,15 +485,119 @@ class KafkaCluster:
         self._configs("--alter", "--entity-type", "topics", "--entity-name", name,
                       "--add-config", ",".join("%s=%s" % kv for kv in configs.items()))
 
+    def add_scram_user(self, name: str, password: str) -> None:
+        """Creates or changes user NAME's SCRAM-SHA-512 credential (ConfigCommand --alter
+        --entity-type users, as admin). The password does not appear in an error."""
+        try:
+            self._configs("--alter", "--entity-type", "users", "--entity-name", name,
+                          "--add-config", "SCRAM-SHA-512=[password=%s]" % password)
+        except ClusterError as exc:
+            message = str(exc).replace(password, "<redacted>") if password else str(exc)
+            raise ClusterError(message) from None
+
+    # ------------------------------------------------------------------------- the bridge's side
+
+    @property
+    def bridge_mechanism(self) -> str:
+        """The SASL mechanism the bridge (librdkafka) uses on a sasl_ssl cluster: SCRAM-SHA-512 on
+        3.9; PLAIN on 4.x, where librdkafka before 2.6.1 cannot log in with SCRAM (see above)."""
+        return self.state().get("rdkafka_sasl_mechanism", "SCRAM-SHA-512")
+
+    def bridge_security(self, **changes) -> dict:
+        """The `kafka.security` block that logs the bridge in as User:bridge: SASL (password_file)
+        over TLS, or its client certificate; `changes` replace or add keys ({} on plaintext)."""
+        if not self.secure:
+            return {}
+        if self.security == "sasl_ssl":
+            block = {"mechanism": self.bridge_mechanism, "username": "bridge",
+                     "password_file": str(self.bridge_password_file), "ca_file": str(self.ca_file)}
+        else:
+            block = {"ca_file": str(self.ca_file), "cert_file": str(self.bridge_cert_file),
+                     "key_file": str(self.bridge_key_file)}
+        block.update(changes)
+        return block
+
+    def grant_bridge(self, topics: Iterable[str] = (), group: Optional[str] = None,
+                     state_topic: Optional[str] = None) -> None:
+        """Grants User:bridge what a bridge config needs beyond cluster.sh's defaults: Write,
+        Describe, DescribeConfigs and Create on each topic (literal); Read, Write, Describe,
+        DescribeConfigs and Create on the state topic; Read and Describe on the group, and Write
+        and Describe on the transactional ids it prefixes. Each resource is granted once per
+        cluster (one AclCommand run per kind)."""
+        granted = self.__dict__.setdefault("_granted", set())
+        topics = sorted({t for t in topics if ("topic", t) not in granted})
+        if topics:
+            self.acl("--add", "--allow-principal", "User:bridge", *[a for t in topics for a in ("--topic", t)],
+                     "--operation", "Write", "--operation", "Describe", "--operation", "DescribeConfigs",
+                     "--operation", "Create")
+            granted.update(("topic", t) for t in topics)
+        if state_topic and ("state", state_topic) not in granted:
+            self.acl("--add", "--allow-principal", "User:bridge", "--topic", state_topic, "--operation", "Read",
+                     "--operation", "Write", "--operation", "Describe", "--operation", "DescribeConfigs",
+                     "--operation", "Create")
+            granted.add(("state", state_topic))
+        if group and ("group", group) not in granted:
+            self.acl("--add", "--allow-principal", "User:bridge", "--group", group, "--operation", "Read",
+                     "--operation", "Describe")
+            self.acl("--add", "--allow-principal", "User:bridge", "--transactional-id", group,
+                     "--resource-pattern-type", "prefixed", "--operation", "Write", "--operation", "Describe")
+            granted.add(("group", group))
+
+    def secure_config(self, config: dict) -> dict:
+        """A bridge config for this cluster as written for a plaintext one, made to work here: the
+        bridge's kafka.security added (unless it has one), and its topics, state topic and group
+        granted (grant_bridge). Used by harness.write_config for every config naming this
+        cluster's bootstrap list, so that suites run unchanged over a secured cluster."""
+        kafka = dict(config.get("kafka") or {})
+        if "security" in kafka or not self.secure:
+            return config
+        kafka["security"] = self.bridge_security()
+        topics = set()
+        for stream in config.get("streams") or []:
+            if not isinstance(stream, dict):
+                continue
+            if stream.get("topic"):
+                topics.add(stream["topic"])
+            routes = stream.get("topics") or {}
+            if isinstance(routes, dict):
+                topics.update(v for v in routes.values() if isinstance(v, str))
+        defaults = config.get("defaults") or {}
+        if isinstance(defaults, dict) and defaults.get("topic"):
+            topics.add(defaults["topic"])
+        state = config.get("state") or {}
+        state_topic = state.get("topic", "_sse2kafka_state") if state.get("backend") == "kafka" else None
+        group = (config.get("cluster") or {}).get("group")
+        if config.get("delivery") == "exactly-once" and not group:
+            group = "sse2kafka"
+        self.grant_bridge(topics, group=group, state_topic=state_topic)
+        out = dict(config)
+        out["kafka"] = kafka
+        return out
+
+    # ------------------------------------------------------------------------- ACLs
+
+    def acl(self, *args: str, timeout: float = 90) -> str:
+        """Runs AclCommand ARGS as admin (cluster.sh acl: --bootstrap-server and --command-config
+        filled in), e.g. acl("--add", "--allow-principal", "User:bridge", "--operation", "Read",
+        "--topic", "t"); returns its stdout, raises ClusterError when it fails."""
+        if not args:
+            raise ClusterError("acl() needs AclCommand arguments")
+        done = self._script("acl", *args, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise ClusterError("AclCommand %s failed (%d):\n%s%s" % (" ".join(args), done.returncode,
+                                                                   done.stdout[-3000:], done.stderr[-3000:]))
+        return done.stdout
+
     # ------------------------------------------------------------------------- reading
 
     def reader(self) -> Kafka:
         """harness.Kafka on this cluster: records(), all_records(), wait_for_records(), watermarks()."""
-        return Kafka(self.bootstrap)
+        return Kafka(self.bootstrap, properties=self.admin_rdkafka_properties() or None)
 
     def kcat(self, *args: str, timeout: float = 30, input: Optional[str] = None) -> subprocess.CompletedProcess:
-        """Runs kcat -b <bootstrap> ARGS (librdkafka's client, e.g. -G for a group consumer)."""
-        return subprocess.run(["kcat", "-b", self.bootstrap] + list(args), capture_output=True, text=True,
+        """Runs kcat -b <bootstrap> ARGS (librdkafka's client, e.g. -G for a group consumer); on a
+        secure cluster as admin (-F <admin's librdkafka config>)."""
+        return subprocess.run(["kcat"] + self._kcat_auth() + ["-b", self.bootstrap] + list(args), capture_output=True, text=True,
                               timeout=timeout, input=input)
 
 

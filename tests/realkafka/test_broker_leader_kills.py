@@ -17,6 +17,7 @@ metadata shows a new leader), the longest stretch without a delivery, and the ti
 killed broker was back in sync.
 """
 # ctest-timeout: 900
+# ctest-secured: sasl_ssl 4
 # ctest-run-serial
 
 import time

@@ -27,6 +27,7 @@ by the instances themselves.
   after the takeover visible, drops its streams without writing and rejoins (or exits 1).
 """
 # ctest-timeout: 900
+# ctest-secured: sasl_ssl 4 -k 'three_instances and exactly'
 # ctest-run-serial
 
 import signal

@@ -19,6 +19,7 @@ only what the mock can show: injected errors, aborts and rewinds).
   exactly once.
 """
 # ctest-timeout: 600
+# ctest-secured: sasl_ssl 4 -k kill9
 
 import re
 import signal

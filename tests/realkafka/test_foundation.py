@@ -13,6 +13,7 @@ real brokers with the daemon's default producer settings (idempotent, acks=all).
   in short attempts with fresh metadata (it used to retry the dead leader for 30 s).
 """
 # ctest-timeout: 900
+# ctest-secured: sasl_ssl 4
 
 import json
 

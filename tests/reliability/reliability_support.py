@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from gap_check import Expected, GapChecker, Report
-from harness import Bridge, Kafka, MockBroker, ProcessRegistry, bridge_config, fast_reconnect, tool, wait_until
+from harness import (Bridge, Kafka, MockBroker, ProcessRegistry, bridge_config, fast_reconnect, reader_properties, tool,
+                     wait_until)
 
 SANITIZED = os.environ.get("SSE2KAFKA_SANITIZED", "") not in ("", "0")
 TIME_SCALE = 3.0 if SANITIZED else 1.0
@@ -69,6 +70,8 @@ class RecordTail:
                "--timeout-ms", str(6 * 3600 * 1000), "-X", "auto.offset.reset=earliest"]
         if isolation:
             cmd += ["--isolation", isolation]
+        for name, value in reader_properties(bootstrap).items():
+            cmd += ["-X", "%s=%s" % (name, value)]
         for topic in self.topics:
             cmd += ["--topic", topic]
         env = dict(os.environ)

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "sink/connection_problem.h"
 #include "sink/json_text.h"
 #include "sink/producer_properties.h"
 
@@ -65,6 +66,7 @@ class KafkaClient {
     rd_kafka_conf_t* conf = NewLibrdkafkaConf(properties, error);
     if (conf == nullptr) return nullptr;
     std::unique_ptr<KafkaClient> client(new KafkaClient());
+    client->properties_ = settings.properties;  // to tell what a connection error means
     rd_kafka_conf_set_opaque(conf, client.get());
     rd_kafka_conf_set_error_cb(conf, &KafkaClient::OnError);
     ForwardLogToSpdlog(conf);
@@ -89,18 +91,26 @@ class KafkaClient {
   // " (last error: ...)" for a failure message, or nothing when librdkafka reported none.
   std::string LastErrorSuffix() {
     rd_kafka_poll(rk_, 0);  // serves the error callback
-    return last_error_.empty() ? std::string() : " (last error: " + last_error_ + ")";
+    if (last_error_.empty()) return std::string();
+    if (auto problem = ClassifyConnectionError(last_error_code_, last_error_, properties_, "")) {
+      return " (" + problem->message + ")";
+    }
+    return " (last error: " + last_error_ + ")";
   }
 
  private:
   KafkaClient() = default;
 
-  static void OnError(rd_kafka_t*, int, const char* reason, void* opaque) {
-    static_cast<KafkaClient*>(opaque)->last_error_ = reason;
+  static void OnError(rd_kafka_t*, int code, const char* reason, void* opaque) {
+    auto* client = static_cast<KafkaClient*>(opaque);
+    client->last_error_ = reason;
+    client->last_error_code_ = code;
   }
 
   rd_kafka_t* rk_ = nullptr;
+  PropertyList properties_;
   std::string last_error_;
+  int last_error_code_ = 0;
 };
 
 using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, decltype(&rd_kafka_metadata_destroy)>;

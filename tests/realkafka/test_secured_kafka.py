@@ -18,7 +18,7 @@ Fails, each with one clear line, a /readyz reason and a metric, never a secret i
 - Write denied on one topic: only that stream pauses, its refusal in /streams, its checkpoint
   still; the others go on; once the ACL is added, everything lands, nothing lost;
 - fleet modes without the ACL they need (TransactionalId, Group, the state topic): the start
-  fails with a line naming the missing ACL.
+  fails with a line naming the missing ACL; with a wrong password, naming the refused login.
 """
 # ctest-timeout: 1500
 
@@ -429,23 +429,31 @@ def fleet_sections(group, delivery, state_topic="_sse2kafka_state"):
     return sections
 
 
-def test_fleet_modes_without_their_acls_fail_at_start_naming_the_acl(sasl39, upstream, start_bridge, state_dir):
+def test_fleet_modes_without_their_acls_fail_at_start_naming_the_acl(sasl39, upstream, start_bridge, tmp_path,
+                                                                      state_dir):
     url = numbered(upstream, "/fleet", 5)
     streams = [{"name": "fleet", "url": url, "topic": "events.fleet"}]
+    wrong = secret_file(tmp_path, "fleet.password", "wrong-fleet-password-7")
+    lacks = "the principal lacks the ACL "
     cases = [
         # exactly-once: the group may be joined, but its transactional ids are not granted
-        ("Write on TransactionalId 'limited-fleet-", dict(fleet_sections("limited-fleet", "exactly-once"))),
+        (lacks + "Write on TransactionalId 'limited-fleet-", fleet_sections("limited-fleet", "exactly-once"), {}),
         # cluster mode: no ACL on the group
-        ("Read on Group 'ungranted-fleet'", dict(fleet_sections("ungranted-fleet", "at-least-once"))),
+        (lacks + "Read on Group 'ungranted-fleet'", fleet_sections("ungranted-fleet", "at-least-once"), {}),
         # a state topic the bridge may not use
-        ("Create on Topic '_other_state'", dict(fleet_sections(None, "at-least-once", state_topic="_other_state"))),
+        (lacks + "Create on Topic '_other_state'",
+         fleet_sections(None, "at-least-once", state_topic="_other_state"), {}),
+        # and a wrong password: the state topic cannot be reached, and the start says why
+        ("authentication failed for user bridge with SASL mechanism SCRAM-SHA-512",
+         fleet_sections("sse2kafka-fleet", "at-least-once"), {"password_file": str(wrong)}),
     ]
     sasl39.acl("--add", "--allow-principal", "User:bridge", "--group", "limited-fleet", "--operation", "Read",
                "--operation", "Describe")
-    for acl, sections in cases:
-        config = bridge_config(sasl39, state_dir, streams, sasl39.bridge_security(), free_port(), **sections)
+    for expected, sections, security in cases:
+        config = bridge_config(sasl39, state_dir, streams, sasl39.bridge_security(**security), free_port(),
+                               **sections)
         bridge = start_bridge(config)
         code = bridge.wait_for_exit(90)
-        lines = lines_with(bridge, "the principal lacks the ACL " + acl)
-        assert code == 1 and lines, "exit %s, no line naming %r:\n%s" % (code, acl, bridge.describe(60))
-        print("missing ACL:", lines[-1])
+        lines = [line for line in lines_with(bridge, expected) if " error " in line[:40]]
+        assert code == 1 and lines, "exit %s, no error line with %r:\n%s" % (code, expected, bridge.describe(60))
+        print("fails at start:", lines[-1])

@@ -18,8 +18,10 @@ namespace {
 constexpr std::string_view kSecurityKeys[] = {"protocol",  "mechanism", "username",     "password",
                                               "password_file", "ca_file", "cert_file", "key_file",
                                               "key_password",  "key_password_file"};
-// A secret file larger than this is not a password.
+// A password file larger than this holds no password; a PEM file (a CA bundle may hold every
+// public CA, ~200KiB) larger than this no certificate or key.
 constexpr std::size_t kMaxSecretFileSize = 64 * 1024;
+constexpr std::size_t kMaxPemFileSize = 16 * 1024 * 1024;
 
 std::string Upper(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
@@ -36,9 +38,9 @@ struct FileRead {
   bool world_readable = false;
 };
 
-// Opens `path` the way the bridge will (read-only), so that --check finds a missing or
-// unreadable file before the daemon does. Reads the content when `read` is set.
-FileRead ReadFile(const std::string& path, bool read) {
+// Opens and reads `path` the way the bridge will (read-only), so that --check finds a missing
+// or unreadable file before the daemon does.
+FileRead ReadFile(const std::string& path, std::size_t max_size) {
   FileRead result;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -48,12 +50,13 @@ FileRead ReadFile(const std::string& path, bool read) {
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
     result.problem = ShownPath(path) + " is not a regular file";
-  } else if (read && static_cast<std::size_t>(info.st_size) > kMaxSecretFileSize) {
-    result.problem = ShownPath(path) + " is larger than 64KiB; that is not a password";
+  } else if (static_cast<std::size_t>(info.st_size) > max_size) {
+    result.problem = ShownPath(path) + " is larger than " + std::to_string(max_size / 1024) +
+                     "KiB; that is no password, key or certificate";
   } else {
     result.world_readable = (info.st_mode & S_IROTH) != 0;
     std::array<char, 4096> buffer{};
-    while (read) {
+    while (true) {
       const ssize_t n = ::read(fd, buffer.data(), buffer.size());
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
@@ -156,14 +159,23 @@ class SecurityReader {
     }
   }
 
-  void ReadSecretFile(const Field& entry, KafkaSecurity& security, bool is_password) {
+  // The path at `entry` and the file's content; nullopt, after reporting, when it cannot be read.
+  std::optional<std::pair<std::string, FileRead>> ReadEntryFile(const Field& entry, std::size_t max_size) {
     std::optional<std::string> path = reader_.NonEmptyString(entry);
-    if (!path) return;
-    FileRead file = ReadFile(*path, /*read=*/true);
+    if (!path) return std::nullopt;
+    FileRead file = ReadFile(*path, max_size);
     if (!file.problem.empty()) {
       reader_.Error(entry, file.problem);
-      return;
+      return std::nullopt;
     }
+    return std::make_pair(std::move(*path), std::move(file));
+  }
+
+  void ReadSecretFile(const Field& entry, KafkaSecurity& security, bool is_password) {
+    auto read = ReadEntryFile(entry, kMaxSecretFileSize);
+    if (!read) return;
+    auto& [path_text, file] = *read;
+    const std::string* path = &path_text;
     std::string secret = WithoutLineEnd(std::move(file.text));
     if (secret.empty()) {
       reader_.Error(entry, ShownPath(*path) + " is empty");
@@ -175,20 +187,17 @@ class SecurityReader {
     }
     if (is_password) {
       security.password = std::move(secret);
-      security.password_file = std::move(*path);
+      security.password_file = *path;
     } else {
       security.key_password = std::move(secret);
     }
   }
 
   void ReadPemFile(const Field& entry, std::string& path_out) {
-    std::optional<std::string> path = reader_.NonEmptyString(entry);
-    if (!path) return;
-    FileRead file = ReadFile(*path, /*read=*/true);
-    if (!file.problem.empty()) {
-      reader_.Error(entry, file.problem);
-      return;
-    }
+    auto read = ReadEntryFile(entry, kMaxPemFileSize);
+    if (!read) return;
+    auto& [path_text, file] = *read;
+    const std::string* path = &path_text;
     if (file.text.find("-----BEGIN ") == std::string::npos) {
       reader_.Error(entry, ShownPath(*path) + " holds no PEM block (-----BEGIN ...); convert DER or PKCS#12 "
                                           "files with openssl first");
@@ -198,7 +207,7 @@ class SecurityReader {
       reader_.Warning(reader_.LocationOf(entry), entry.path,
                       ShownPath(*path) + " (a private key) can be read by every local user (chmod 600 it)");
     }
-    path_out = std::move(*path);
+    path_out = *path;
   }
 
   void CheckCombination(const Field& block, KafkaSecurity& security) {

@@ -1232,6 +1232,16 @@ TEST_F(ConfigKafkaSecurity, ScramOverTlsWithThePasswordFromAFile) {
   EXPECT_TRUE(result.warnings.empty());
 }
 
+TEST_F(ConfigKafkaSecurity, TheSystemCaBundleIsAValidCaFile) {
+  std::string bundle;
+  while (bundle.size() < 300 * 1024) bundle += "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const LoadResult result = Load(With("    ca_file: " + Write("bundle.pem", bundle, 0644) + "\n"));
+  EXPECT_TRUE(result.ok()) << ::testing::PrintToString(Messages(result));
+  EXPECT_THAT(OnlyError(With("    mechanism: PLAIN\n    username: u\n    password_file: " +
+                             Write("big.password", std::string(100 * 1024, 'p'), 0600) + "\n")),
+              HasSubstr("is larger than 64KiB"));
+}
+
 TEST_F(ConfigKafkaSecurity, MutualTlsDefaultsToSsl) {
   const LoadResult result = Load(With("    ca_file: " + Path("ca.pem") + "\n    cert_file: " + Path("client.pem") +
                                       "\n    key_file: " + Path("client.key") + "\n"));

@@ -13,7 +13,8 @@ Fails, each with one clear line, a /readyz reason and a metric, never a secret i
 - a wrong password or an unknown user (the bridge keeps retrying with librdkafka's backoff and
   loses nothing: the events land after the credential file is fixed and the bridge restarted);
 - a CA that did not sign the brokers' certificates; a broker name the certificate is not for;
-  an expired client certificate (the broker refuses it);
+  an expired client certificate (the broker refuses it); an expired broker certificate (a TLS
+  listener serving one: the bridge's own check refuses it);
 - plaintext spoken to a TLS listener and TLS spoken to a plaintext one (not a hang);
 - Write denied on one topic: only that stream pauses, its refusal in /streams, its checkpoint
   still; the others go on; once the ACL is added, everything lands, nothing lost;
@@ -25,7 +26,10 @@ Fails, each with one clear line, a /readyz reason and a metric, never a secret i
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -353,6 +357,58 @@ def test_an_expired_client_certificate_is_refused_by_the_broker(mtls4, upstream,
                                                            "certificate")
     print("expired client certificate:", line)
     assert bridge.stop() == 0
+
+
+def test_an_expired_broker_certificate_is_told(upstream, start_bridge, tmp_path, state_dir):
+    """The broker side of expiry: the bridge's own certificate check (OpenSSL's, before any Kafka
+    byte) refuses a listener whose certificate has expired. A TLS listener on loopback serves
+    one, signed by a CA the bridge trusts: a broker's expired certificate looks the same to the
+    client, and a real broker with one could not talk to its own controller."""
+    ca = make_ca(tmp_path, "expiry-ca")
+    key, csr, cert = tmp_path / "listener.key", tmp_path / "listener.csr", tmp_path / "listener.pem"
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    str(key), "-out", str(csr), "-subj", "/CN=broker"], check=True, capture_output=True)
+    extensions = tmp_path / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(tmp_path / "expiry-ca.key"),
+                    "-set_serial", "77", "-days", "-1", "-extfile", str(extensions), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.5)
+    done = threading.Event()
+
+    def serve():
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        port = free_port()
+        url = numbered(upstream, "/expiredbroker", 5)
+        config = bridge_config(None, state_dir, [{"name": "expiredbroker", "url": url, "topic": "events.x"}],
+                               {"protocol": "ssl", "ca_file": str(ca)}, port,
+                               brokers="127.0.0.1:%d" % listener.getsockname()[1])
+        bridge = start_bridge(config)
+        line = assert_one_connection_line(bridge, port, "tls", "the broker's certificate was not accepted")
+        print("expired broker certificate:", line)
+        assert "certificate has expired" in line, line
+        assert bridge.stop(timeout=20) == 0
+    finally:
+        done.set()
+        listener.close()
+        thread.join(5)
 
 
 # ----------------------------------------------------------------------------- protocol mismatches

@@ -693,11 +693,7 @@ void Bridge::OnPartitionsRevoked(const std::vector<int32_t>& partitions, bool lo
 void Bridge::OnMembershipError(const std::string& error, bool fatal) {
   // Refused by an ACL, the group cannot be joined until someone grants it: fail loudly.
   const bool refused = sink::IsAuthorizationFailure(error);
-  sink::AclContext acl;
-  acl.topic_operation = "Read";
-  acl.topic = config_.state.topic;
-  acl.group = config_.cluster.group;
-  const std::string explained = sink::ExplainAuthorizationFailure(error, acl);
+  const std::string explained = sink::ExplainAuthorizationFailure(error, FleetAcls(config_, "Read"));
   ops::Log(fatal || refused ? critical : warn, "", "consumer group error", {{"error", explained}});
   if ((fatal || refused) && fleet_.fail) fleet_.fail("consumer group " + config_.cluster.group + ": " + explained);
 }
@@ -858,11 +854,7 @@ void Bridge::OnTransactionAborted(int32_t partition, const std::string& reason) 
 }
 
 void Bridge::OnPartitionFenced(int32_t partition, bool fenced, const std::string& refusal) {
-  sink::AclContext acl;
-  acl.topic = config_.state.topic;
-  acl.group = config_.cluster.group;
-  acl.transactional_id = TransactionalId(config_, partition);
-  const std::string reason = sink::ExplainAuthorizationFailure(refusal, acl);
+  const std::string reason = sink::ExplainAuthorizationFailure(refusal, FleetAcls(config_, "Write", partition));
   ops::Log(critical, "", fenced ? "partition fenced" : "transactional producer failed",
            {{"partition", static_cast<int64_t>(partition)}, {"error", reason}});
   DropPartitions({partition}, fenced ? "fenced by a newer owner" : "transactional producer failed");
@@ -931,6 +923,15 @@ std::chrono::milliseconds Bridge::kafka_stats_interval() const {
 std::string TransactionalId(const config::Config& config, int32_t partition) {
   return (config.cluster.group.empty() ? std::string("sse2kafka") : config.cluster.group) + "-" +
          std::to_string(partition);
+}
+
+sink::AclContext FleetAcls(const config::Config& config, std::string topic_operation, int32_t partition) {
+  sink::AclContext acl;
+  acl.topic_operation = std::move(topic_operation);
+  acl.topic = config.state.topic;
+  acl.group = config.cluster.group;
+  if (partition >= 0) acl.transactional_id = TransactionalId(config, partition);
+  return acl;
 }
 
 void Bridge::ForEachStream(const std::function<void(const StreamPipeline&)>& visit) const {

@@ -29,6 +29,7 @@
 #include "config/config.h"
 #include "http/event_loop.h"
 #include "http/http_client.h"
+#include "sink/connection_problem.h"
 #include "sink/group_membership.h"
 #include "sink/kafka_producer.h"
 #include "state/checkpoint_store.h"
@@ -250,5 +251,9 @@ class Bridge final : public PipelineHost,
 // The transactional.id of state partition `partition`'s producer (exactly-once): the cluster
 // group, or "sse2kafka" without one, then "-" and the partition.
 std::string TransactionalId(const config::Config& config, int32_t partition);
+
+// What the fleet's Kafka requests need, to name a missing ACL: `topic_operation` on the state
+// topic, the cluster group, and partition `partition`'s transactional id (none when negative).
+sink::AclContext FleetAcls(const config::Config& config, std::string topic_operation, int32_t partition = -1);
 
 }  // namespace sse2kafka::bridge

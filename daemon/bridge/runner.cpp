@@ -161,10 +161,7 @@ bool Runner::PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::st
     ops::Log(warn, "", w);
   }
   if (!partitions) {  // the message names the topic
-    sink::AclContext acl;
-    acl.topic_operation = "Create";
-    acl.topic = topic.topic;
-    *error = sink::ExplainAuthorizationFailure(*error, acl);
+    *error = sink::ExplainAuthorizationFailure(*error, FleetAcls(config_, "Create"));
     return false;
   }
   ops::Log(info, "", "state topic ready",
@@ -172,11 +169,9 @@ bool Runner::PrepareFleet(const std::string& brokers, FleetHooks* fleet, std::st
   fleet->instance = InstanceName();
   fleet->state_partitions = *partitions;
   const bool read_committed = config_.delivery == config::Delivery::kExactlyOnce;
-  fleet->read_checkpoints = [topic, read_committed](const std::vector<int32_t>& wanted, std::string* e) {
+  fleet->read_checkpoints = [topic, read_committed, acl = FleetAcls(config_, "Read")](
+                                const std::vector<int32_t>& wanted, std::string* e) {
     auto checkpoints = sink::ReadStateCheckpoints(topic, wanted, read_committed, kStateTopicTimeout, e);
-    sink::AclContext acl;
-    acl.topic_operation = "Read";
-    acl.topic = topic.topic;
     if (!checkpoints) *e = sink::ExplainAuthorizationFailure(*e, acl);
     return checkpoints;
   };

@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <strings.h>
 #include <optional>
 
 namespace sse2kafka::config {
@@ -22,12 +23,6 @@ constexpr std::string_view kSecurityKeys[] = {"protocol",  "mechanism", "usernam
 // public CA, ~200KiB) larger than this no certificate or key.
 constexpr std::size_t kMaxSecretFileSize = 64 * 1024;
 constexpr std::size_t kMaxPemFileSize = 16 * 1024 * 1024;
-
-std::string Upper(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-  return text;
-}
 
 // A path in full (Shown() shortens long text, and a shortened path cannot be checked).
 std::string ShownPath(const std::string& path) { return "`" + path + "`"; }
@@ -119,10 +114,9 @@ class SecurityReader {
   std::optional<KafkaProtocol> ReadProtocol(const Field& entry) {
     std::optional<std::string> text = reader_.String(entry);
     if (!text) return std::nullopt;
-    const std::string upper = Upper(*text);
     for (KafkaProtocol p : {KafkaProtocol::kPlaintext, KafkaProtocol::kSsl, KafkaProtocol::kSaslPlaintext,
                             KafkaProtocol::kSaslSsl}) {
-      if (upper == KafkaProtocolName(p)) return p;
+      if (strcasecmp(text->c_str(), KafkaProtocolName(p)) == 0) return p;
     }
     reader_.Error(entry, "expected sasl_ssl, ssl, sasl_plaintext or plaintext, found " + Shown(*text));
     return std::nullopt;
@@ -131,10 +125,11 @@ class SecurityReader {
   void ReadMechanism(const Field& entry, KafkaSecurity& security) {
     std::optional<std::string> text = reader_.NonEmptyString(entry);
     if (!text) return;
-    const std::string upper = Upper(*text);
-    if (upper == "PLAIN" || upper == "SCRAM-SHA-256" || upper == "SCRAM-SHA-512") {
-      security.mechanism = upper;
-      return;
+    for (const char* mechanism : {"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"}) {
+      if (strcasecmp(text->c_str(), mechanism) == 0) {
+        security.mechanism = mechanism;  // librdkafka's spelling
+        return;
+      }
     }
     reader_.Error(entry, "unknown SASL mechanism " + Shown(*text) +
                              "; expected SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (for GSSAPI or OAUTHBEARER set "
@@ -174,20 +169,19 @@ class SecurityReader {
   void ReadSecretFile(const Field& entry, KafkaSecurity& security, bool is_password) {
     auto read = ReadEntryFile(entry, kMaxSecretFileSize);
     if (!read) return;
-    auto& [path_text, file] = *read;
-    const std::string* path = &path_text;
+    auto& [path, file] = *read;
     std::string secret = WithoutLineEnd(std::move(file.text));
     if (secret.empty()) {
-      reader_.Error(entry, ShownPath(*path) + " is empty");
+      reader_.Error(entry, ShownPath(path) + " is empty");
       return;
     }
     if (file.world_readable) {
       reader_.Warning(reader_.LocationOf(entry), entry.path,
-                      ShownPath(*path) + " can be read by every local user (chmod 600 it)");
+                      ShownPath(path) + " can be read by every local user (chmod 600 it)");
     }
     if (is_password) {
       security.password = std::move(secret);
-      security.password_file = *path;
+      security.password_file = path;
     } else {
       security.key_password = std::move(secret);
     }
@@ -196,18 +190,17 @@ class SecurityReader {
   void ReadPemFile(const Field& entry, std::string& path_out) {
     auto read = ReadEntryFile(entry, kMaxPemFileSize);
     if (!read) return;
-    auto& [path_text, file] = *read;
-    const std::string* path = &path_text;
+    auto& [path, file] = *read;
     if (file.text.find("-----BEGIN ") == std::string::npos) {
-      reader_.Error(entry, ShownPath(*path) + " holds no PEM block (-----BEGIN ...); convert DER or PKCS#12 "
+      reader_.Error(entry, ShownPath(path) + " holds no PEM block (-----BEGIN ...); convert DER or PKCS#12 "
                                           "files with openssl first");
       return;
     }
     if (entry.name == "key_file" && file.world_readable) {
       reader_.Warning(reader_.LocationOf(entry), entry.path,
-                      ShownPath(*path) + " (a private key) can be read by every local user (chmod 600 it)");
+                      ShownPath(path) + " (a private key) can be read by every local user (chmod 600 it)");
     }
-    path_out = *path;
+    path_out = path;
   }
 
   void CheckCombination(const Field& block, KafkaSecurity& security) {

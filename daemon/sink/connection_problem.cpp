@@ -24,22 +24,21 @@ std::string Property(const PropertyList& properties, std::string_view name) {
   return value;
 }
 
-std::string Upper(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-  return text;
-}
-
+// sasl.mechanisms, or its alias sasl.mechanism.
 std::string Mechanism(const PropertyList& properties) {
   const std::string plural = Property(properties, "sasl.mechanisms");
-  return Upper(plural.empty() ? Property(properties, "sasl.mechanism") : plural);
+  return plural.empty() ? Property(properties, "sasl.mechanism") : plural;
+}
+
+bool SameName(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && Contains(a, b);
 }
 
 }  // namespace
 
 std::optional<std::string> LibrdkafkaCaveat(const PropertyList& properties) {
   constexpr int kFirstWithScramFix = 0x02060100;  // 2.6.1
-  if (!Mechanism(properties).starts_with("SCRAM") || rd_kafka_version() >= kFirstWithScramFix) return std::nullopt;
+  if (!Contains(Mechanism(properties), "SCRAM") || rd_kafka_version() >= kFirstWithScramFix) return std::nullopt;
   return std::string("librdkafka ") + rd_kafka_version_str() +
          " repeats the client nonce in SCRAM logins, which Kafka 4.x brokers refuse as invalid credentials "
          "(fixed in librdkafka 2.6.1); against Kafka 4.x use mechanism PLAIN over TLS, or mutual TLS";
@@ -60,8 +59,8 @@ const char* ConnectionCauseName(ConnectionCause cause) {
 std::optional<ConnectionProblem> ClassifyConnectionError(int code, std::string_view text,
                                                          const PropertyList& properties,
                                                          std::string_view certificate_check) {
-  const std::string protocol = Upper(Property(properties, "security.protocol"));
-  const bool tls = protocol == "SSL" || protocol == "SASL_SSL";
+  const std::string protocol = Property(properties, "security.protocol");
+  const bool tls = SameName(protocol, "SSL") || SameName(protocol, "SASL_SSL");
   const std::string librdkafka = "(librdkafka: " + std::string(text) + ")";
 
   if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION || code == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED ||
